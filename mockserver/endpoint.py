@@ -1,0 +1,65 @@
+"""The path of an edit request through the mock, top to bottom: authenticate, parse,
+validate against the provider's schema, normalise into a provider-neutral edit job,
+produce the images, and shape the provider's response."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .auth import authenticate
+from .body import parse_json_object, read_body
+from .errors import ApiError
+from .links import Link, LinkSigner
+from .outputs import ImageFactory, OutputImage
+from .providers import Provider, ResponseContext
+from .providers.base import header_list
+from .settings import Settings
+
+
+class EditEndpoint:
+    def __init__(self, provider: Provider, settings: Settings, factory: ImageFactory, signer: LinkSigner) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.factory = factory
+        self.signer = signer
+
+    async def handle(self, request: Request) -> Response:
+        request_id: str = request.state.request_id
+        try:
+            authenticate(request.headers, self.settings.api_keys)
+            body = parse_json_object(await read_body(request, self.settings.max_body_bytes))
+            warnings = self.validate(body)
+            job = self.provider.to_job(body)
+            result = await self.factory.complete(job, self.settings.strict)
+        except ApiError as error:
+            return self.provider.error_response(error, request_id)
+
+        created = self.settings.now()
+        base_url = self.settings.public_base_url or str(request.base_url)
+
+        def image_url(image: OutputImage) -> str:
+            token = self.signer.token(Link(image.spec, self.provider.name, created + job.link_lifetime))
+            return f"{base_url.rstrip('/')}/files/{token}.png"
+
+        context = ResponseContext(request_id=request_id, created=created, image_url=image_url)
+        payload = self.provider.success_body(job, result, context)
+        headers = {"x-mock-seed": str(result.seed)}
+        if warnings or result.warnings:
+            headers["x-mock-warnings"] = header_list(warnings + result.warnings)
+        return Response(json.dumps(payload, ensure_ascii=False), media_type="application/json", headers=headers)
+
+    def validate(self, body: dict[str, Any]) -> list[str]:
+        """Raise on the first violation of the provider's schema; return strict mode's
+        objections as warnings when not in strict mode."""
+        schema = self.provider.request_schema
+        violations = schema.violations(body, strict=self.settings.strict)
+        if violations:
+            first = violations[0]
+            raise ApiError(
+                first.error_kind, first.describe(), param=first.param, violations=[v.describe() for v in violations]
+            )
+        return [] if self.settings.strict else [v.describe() for v in schema.warnings(body)]

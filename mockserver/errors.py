@@ -1,0 +1,26 @@
+"""The one exception every layer raises to answer with an error.
+
+Errors are named by provider-neutral kinds (``invalid_parameter``, ``authentication``,
+``body_too_large``...); each provider's ``error.json`` maps a kind to its own status,
+``type`` and ``code``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ApiError(Exception):
+    kind: str
+    message: str
+    param: str | None = None
+    violations: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+def invalid_parameter(param: str, message: str) -> ApiError:
+    return ApiError("invalid_parameter", f"{param}: {message}", param=param)

@@ -1,0 +1,49 @@
+"""``GET /files/{token}.png``: the images behind the links the mock hands out."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .errors import ApiError
+from .links import LinkError, LinkSigner
+from .outputs import ImageFactory
+from .providers import Provider
+from .settings import Settings
+
+
+class FileEndpoint:
+    def __init__(
+        self, providers: dict[str, Provider], settings: Settings, factory: ImageFactory, signer: LinkSigner
+    ) -> None:
+        self.providers = providers
+        self.settings = settings
+        self.factory = factory
+        self.signer = signer
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            link = self.signer.verify(request.path_params["token"])
+        except LinkError as error:
+            return not_found(f"No such image: {error}.")
+        provider = self.providers.get(link.provider)
+        if provider is None:
+            return not_found("No such image.")
+        remaining = link.expires - self.settings.now()
+        if remaining < 0:
+            # Expired links of the real services answer 403, like an expired signed URL.
+            return provider.error_response(ApiError("forbidden", "This image link has expired."), request.state.request_id)
+        png = await self.factory.fetch_png(link.spec)
+        return Response(png, media_type="image/png", headers={"cache-control": f"private, max-age={remaining}"})
+
+
+def error_envelope(status: int, code: str, message: str) -> Response:
+    """For answers outside any provider's routes, the OpenAI-style envelope both share."""
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def not_found(message: str) -> Response:
+    return error_envelope(404, "not_found", message)

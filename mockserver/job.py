@@ -1,0 +1,82 @@
+"""The provider-neutral edit job: what every provider's request comes down to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import invalid_parameter
+from .images import ImageReference, ImageRules
+
+SEED_LIMIT = 2**31
+
+
+@dataclass(frozen=True)
+class SameAsInput:
+    """Output size follows the first inline input image; ``fallback`` when there is none."""
+
+    fallback: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EditJob:
+    provider: str
+    model: str
+    prompt: str
+    images: tuple[ImageReference, ...]
+    image_rules: ImageRules
+    n: int
+    size: tuple[int, int] | SameAsInput
+    response_format: str
+    link_lifetime: int
+    negative_prompt: str | None = None
+    seed: int | None = None
+    # Other parameters that would change a real model's output (strength, steps, ...).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_inline_images(self) -> bool:
+        return any(image.is_inline for image in self.images)
+
+
+def fingerprint(job: EditJob, image_identities: list[str], size: tuple[int, int]) -> str:
+    """A digest of everything that should make the output differ (but not n or the format)."""
+    canonical = json.dumps(
+        {
+            "model": job.model,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "images": image_identities,
+            "size": list(size),
+            "seed": job.seed,
+            "options": job.options,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def effective_seed(job: EditJob, digest: str) -> int:
+    """The request's seed, or one derived from the request, so "random" is reproducible."""
+    return job.seed if job.seed is not None else int(digest[:8], 16) % SEED_LIMIT
+
+
+def parse_size(text: str, param: str, rules: dict[str, Any]) -> tuple[int, int]:
+    """``W*H`` / ``WxH`` within the total-pixel range of the schema's ``x-size`` keyword."""
+    separators = "".join(re.escape(s) for s in rules["separators"])
+    match = re.fullmatch(rf"([0-9]{{1,9}})[{separators}]([0-9]{{1,9}})", text)
+    if match is None:
+        raise invalid_parameter(param, f"{text[:40]!r} is not a size written as W*H or WxH")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width == 0 or height == 0:
+        raise invalid_parameter(param, "width and height must be positive integers")
+    low, high = rules["minPixels"], rules["maxPixels"]
+    if not low <= width * height <= high:
+        raise invalid_parameter(
+            param, f"{width}*{height} is {width * height} pixels; the total must be between {low} and {high}"
+        )
+    return width, height

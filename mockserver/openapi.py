@@ -1,0 +1,99 @@
+"""An OpenAPI 3.1 document assembled from the files in ``schemas/``, for tools such as
+Schemathesis and Prism."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import __version__
+from .providers import Provider
+
+SCHEMA_FILES = ("request", "response", "error")
+
+
+def _component(provider: Provider, kind: str) -> str:
+    return f"{provider.name.capitalize()}{kind.capitalize()}"
+
+
+def _embed(schema: dict[str, Any], component: str) -> dict[str, Any]:
+    """The schema with its ``$defs`` references pointing into ``components``: without
+    its ``$id`` an embedded ``#/...`` reference is resolved against the OpenAPI document."""
+    embedded = copy.deepcopy(schema)
+    embedded.pop("$id", None)
+    embedded.pop("$schema", None)
+
+    def rewrite(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/"):
+                node["$ref"] = f"#/components/schemas/{component}/{ref[2:]}"
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+
+    rewrite(embedded)
+    return embedded
+
+
+def _json(component: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}}
+
+
+def build_openapi(providers: list[Provider]) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for provider in providers:
+        schemas = {
+            "request": provider.request_schema.schema,
+            "response": provider.response_schema,
+            "error": provider.error_schema,
+        }
+        for kind in SCHEMA_FILES:
+            name = _component(provider, kind)
+            components[name] = _embed(schemas[kind], name)
+        error = _json(_component(provider, "error"))
+        statuses = sorted({entry["status"] for entry in provider.error_catalogue.values()})
+        responses: dict[str, Any] = {"200": {"description": "The generated images.", "content": _json(_component(provider, "response"))}}
+        responses.update({str(status): {"description": f"Error {status}.", "content": error} for status in statuses})
+        paths[provider.path] = {
+            "post": {
+                "operationId": f"{provider.name}_edit",
+                "summary": schemas["request"].get("title", provider.name),
+                "description": schemas["request"].get("description", ""),
+                "tags": [provider.name],
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": _json(_component(provider, "request"))},
+                "responses": responses,
+            }
+        }
+    paths["/files/{token}.png"] = {
+        "get": {
+            "operationId": "get_image",
+            "summary": "An image behind a link the mock returned.",
+            "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The PNG.", "content": {"image/png": {}}},
+                "403": {"description": "The link has expired."},
+                "404": {"description": "Not a link this mock issued."},
+            },
+        }
+    }
+    paths["/healthz"] = {
+        "get": {"operationId": "healthz", "responses": {"200": {"description": "The mock is up."}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "qwen-image-mock",
+            "version": __version__,
+            "description": "Offline mock of the powertokens and modelverse Qwen image-editing APIs.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

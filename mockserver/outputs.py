@@ -1,0 +1,83 @@
+"""From an edit job to its output images: decode the inputs, derive each image's render
+spec, and draw the PNGs when the response carries them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+
+from .cache import PngCache
+from .images import DecodedImage, decode_image
+from .job import EditJob, SameAsInput, effective_seed, fingerprint
+from .render import CAPTION_LIMIT, RenderSpec, render_image
+
+PALETTE_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    spec: RenderSpec
+    png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    width: int
+    height: int
+    seed: int
+    images: list[OutputImage]
+    inputs: list[DecodedImage]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [image.warning for image in self.inputs if image.warning]
+
+
+class ImageFactory:
+    """Does the CPU-bound work off the event loop, a bounded number of images at a time."""
+
+    def __init__(self, cache_bytes: int, threads: int | None = None) -> None:
+        self.cache = PngCache(cache_bytes)
+        self.threads = threads or os.cpu_count() or 2
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def _in_thread(self, func, *args):
+        # Created on first use: a limiter belongs to the running event loop. It bounds the
+        # memory held by images being drawn, as well as CPU contention.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    def png(self, spec: RenderSpec) -> bytes:
+        return self.cache.get_or_make(spec, lambda: render_image(spec))
+
+    async def fetch_png(self, spec: RenderSpec) -> bytes:
+        return await self._in_thread(self.png, spec)
+
+    async def complete(self, job: EditJob, strict: bool) -> JobResult:
+        # A hop to a worker thread costs ~150 µs; pay it only when there is real work.
+        if job.has_inline_images or job.response_format == "b64_json":
+            return await self._in_thread(self.complete_now, job, strict)
+        return self.complete_now(job, strict)
+
+    def complete_now(self, job: EditJob, strict: bool) -> JobResult:
+        decoded = {ref.param: decode_image(ref, job.image_rules, strict) for ref in job.images if ref.is_inline}
+        inputs = list(decoded.values())
+        if isinstance(job.size, SameAsInput):
+            width, height = (inputs[0].width, inputs[0].height) if inputs else job.size.fallback
+        else:
+            width, height = job.size
+        identities = [decoded[ref.param].digest if ref.is_inline else ref.url for ref in job.images]
+        digest = fingerprint(job, identities, (width, height))
+        seed = effective_seed(job, digest)
+        palette = tuple(colour for image in inputs for colour in image.palette)[:PALETTE_LIMIT]
+        specs = [
+            RenderSpec(width, height, seed, index, digest[:16], job.prompt[:CAPTION_LIMIT], job.model, palette)
+            for index in range(job.n)
+        ]
+        with_bytes = job.response_format == "b64_json"
+        images = [OutputImage(spec, self.png(spec) if with_bytes else None) for spec in specs]
+        return JobResult(width, height, seed, images, inputs)

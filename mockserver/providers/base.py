@@ -1,0 +1,85 @@
+"""What every provider module supplies: its route, its schemas, and the translation between
+its own request, response and error shapes and the provider-neutral edit job."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from starlette.responses import Response
+
+from ..errors import ApiError
+from ..job import EditJob
+from ..outputs import JobResult
+from ..schemas import RequestSchema, load_schema
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class ResponseContext:
+    """What the shaping of a success response needs besides the job and its images."""
+
+    request_id: str
+    created: int
+    image_url: Any  # Callable[[OutputImage], str]: the mock's own link to an image
+
+
+class Provider:
+    name: ClassVar[str]
+    path: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.request_schema = RequestSchema(load_schema(self.name, "request"))
+        self.response_schema = load_schema(self.name, "response")
+        self.error_schema = load_schema(self.name, "error")
+        self.error_catalogue: dict[str, dict[str, Any]] = self.error_schema["x-errors"]
+        self.link_lifetime: int = self.response_schema["$defs"]["image"]["properties"]["url"]["x-expires-after"]
+
+    def to_job(self, body: dict[str, Any]) -> EditJob:
+        raise NotImplementedError
+
+    def success_body(self, job: EditJob, result: JobResult, context: ResponseContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
+        """The OpenAI-style envelope both providers use; ``param`` differs between them."""
+        entry = self.error_catalogue[error.kind]
+        return {
+            "error": {
+                "message": error.message,
+                "type": entry["type"],
+                "param": self.error_param(error, request_id),
+                "code": entry["code"],
+            }
+        }
+
+    def error_param(self, error: ApiError, request_id: str) -> str | None:
+        raise NotImplementedError
+
+    def error_status(self, kind: str) -> int:
+        return self.error_catalogue[kind]["status"]
+
+    def error_response(self, error: ApiError, request_id: str) -> Response:
+        headers = dict(error.headers)
+        if error.violations:
+            headers["x-mock-violations"] = header_list(error.violations)
+        return Response(
+            json.dumps(self.error_body(error, request_id), ensure_ascii=False),
+            status_code=self.error_status(error.kind),
+            media_type="application/json",
+            headers=headers,
+        )
+
+
+HEADER_LIMIT = 4096
+
+
+def header_list(items: list[str]) -> str:
+    """A JSON list safe to put in a header: ASCII only, and bounded in size."""
+    kept: list[str] = []
+    for item in items:
+        if len(json.dumps(kept + [item])) > HEADER_LIMIT:
+            break
+        kept.append(item)
+    return json.dumps(kept)

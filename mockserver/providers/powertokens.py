@@ -1,0 +1,85 @@
+"""powertokens: ``POST /v1/images/edits``, model qwen-image-2.0-pro, a DashScope-style
+``input.messages`` body whose top-level parameters the gateway maps to upstream
+``parameters``."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..errors import ApiError
+from ..images import ImageRules, parse_reference
+from ..job import EditJob, parse_size
+from ..outputs import JobResult
+from ..schemas import json_path
+from ..settings import Settings
+from .base import Provider, ResponseContext
+
+class Powertokens(Provider):
+    name = "powertokens"
+    path = "/v1/images/edits"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.image_rules = ImageRules.from_schema(self.request_schema.property("#/$defs/image")["x-image"])
+        self.size_rules = self.request_schema.property("#/properties/size")["x-size"]
+
+    def to_job(self, body: dict[str, Any]) -> EditJob:
+        options = {**self.request_schema.defaults, **body}
+        content = body["input"]["messages"][0]["content"]
+        prompt = next(item["text"] for item in content if "text" in item)
+        images = tuple(
+            parse_reference(item["image"], json_path(["input", "messages", 0, "content", i, "image"]), self.image_rules)
+            for i, item in enumerate(content)
+            if "image" in item
+        )
+        return EditJob(
+            provider=self.name,
+            model=body["model"],
+            prompt=prompt,
+            images=images,
+            image_rules=self.image_rules,
+            n=int(options["n"]),
+            size=parse_size(options["size"], "size", self.size_rules),
+            response_format=options["response_format"],
+            link_lifetime=self.link_lifetime,
+            negative_prompt=body.get("negative_prompt"),
+            seed=int(body["seed"]) if "seed" in body else None,
+            options={"watermark": options["watermark"], "prompt_extend": options["prompt_extend"]},
+        )
+
+    def success_body(self, job: EditJob, result: JobResult, context: ResponseContext) -> dict[str, Any]:
+        data = []
+        for image in result.images:
+            item = (
+                {"b64_json": base64.b64encode(image.png).decode()}
+                if image.png is not None
+                else {"url": context.image_url(image)}
+            )
+            if job.options["prompt_extend"]:
+                item["revised_prompt"] = revised_prompt(job.prompt)
+            data.append(item)
+        # What the gateway passes upstream as ``parameters``, size normalised to W*H.
+        upstream = {"n": job.n, "size": f"{result.width}*{result.height}", **job.options}
+        if job.negative_prompt is not None:
+            upstream["negative_prompt"] = job.negative_prompt
+        if job.seed is not None:
+            upstream["seed"] = job.seed
+        return {
+            "created": context.created,
+            "data": data,
+            "metadata": {
+                "request_id": context.request_id,
+                "model": job.model,
+                "parameters": upstream,
+                "effective_seed": result.seed,
+            },
+        }
+
+    def error_param(self, error: ApiError, request_id: str) -> str | None:
+        return error.param
+
+
+def revised_prompt(prompt: str) -> str:
+    # A stand-in for upstream's prompt rewriting: recognisably derived from the prompt.
+    return f"{prompt.rstrip('. ')}. High quality, detailed, natural lighting, coherent composition."

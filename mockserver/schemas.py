@@ -1,0 +1,179 @@
+"""Loading the files in ``schemas/`` and validating request bodies against them.
+
+Validation is done by a compiled validator (jsonschema-rs): a valid request costs a few
+microseconds. Only when a body is invalid do we walk the errors and the schema to name the
+field, pick the clearest message (``x-message``), the error kind (``x-error``) and the
+rule's source (``x-source``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+
+SOURCES = ("doc", "upstream", "assumption")
+MESSAGE_LIMIT = 300
+
+
+def schema_dir() -> Path:
+    """The folder holding one sub-folder of schemas per provider.
+
+    A checkout keeps them at the top of the repository; a built wheel carries a copy
+    inside the package.
+    """
+    packaged = Path(str(resources.files("mockserver"))) / "_schemas"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def load_schema(provider: str, name: str) -> dict[str, Any]:
+    with open(schema_dir() / provider / f"{name}.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def json_path(parts: Sequence[str | int]) -> str:
+    """``['input', 'messages', 0, 'content']`` -> ``input.messages[0].content``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    # Validator messages quote the offending value, which may be megabytes of base64.
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def resolve_pointer(schema: dict[str, Any], pointer: str) -> Any:
+    node: Any = schema
+    for part in pointer.lstrip("#/").split("/"):
+        if part:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def source_of(node: dict[str, Any], keyword: str) -> str | None:
+    source = node.get("x-source")
+    if isinstance(source, dict):
+        return source.get(keyword)
+    return source
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which field, what was expected, and where the rule comes from."""
+
+    param: str
+    message: str
+    keyword: str
+    source: str
+    error_kind: str = "invalid_parameter"
+
+    def describe(self) -> str:
+        return f"{self.param}: {self.message}" if self.param else self.message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"param": self.param, "message": self.message, "keyword": self.keyword, "source": self.source}
+
+
+def violation_from_error(schema: dict[str, Any], error: jsonschema_rs.ValidationError) -> Violation:
+    keyword = error.kind.name
+    parts = list(error.instance_path)
+    if keyword == "required":
+        parts.append(error.kind.property)
+    elif keyword == "additionalProperties" and len(error.kind.unexpected) == 1:
+        parts.append(error.kind.unexpected[0])
+
+    # Walk from the root to the failing keyword; the deepest annotation wins.
+    message, error_kind, source = None, "invalid_parameter", None
+    node: Any = schema
+    for step in error.schema_path:
+        if isinstance(node, dict):
+            message = node.get("x-message", message)
+            error_kind = node.get("x-error", error_kind)
+            source = source_of(node, keyword) or source
+        node = node[step]
+    if keyword == "required":
+        message = "required field is missing"
+    elif keyword == "additionalProperties":
+        message = "is not a known field (strict mode rejects unknown fields)"
+    return Violation(
+        param=json_path(parts),
+        message=truncate(message or error.message),
+        keyword=keyword,
+        source=source or "assumption",
+        error_kind=error_kind,
+    )
+
+
+def strict_variant(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every ``x-strict`` block applied and unknown fields forbidden."""
+    strict = copy.deepcopy(schema)
+
+    def tighten(node: Any) -> None:
+        if isinstance(node, dict):
+            node.update(node.pop("x-strict", {}))
+            if "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                tighten(value)
+        elif isinstance(node, list):
+            for value in node:
+                tighten(value)
+
+    tighten(strict)
+    return strict
+
+
+class RequestSchema:
+    """A provider's request schema, compiled twice: as documented, and strict."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self.strict_schema = strict_variant(schema)
+        self._lenient = jsonschema_rs.validator_for(schema)
+        self._strict = jsonschema_rs.validator_for(self.strict_schema)
+        self.defaults: dict[str, Any] = {
+            name: prop["default"] for name, prop in schema.get("properties", {}).items() if "default" in prop
+        }
+
+    def property(self, pointer: str) -> dict[str, Any]:
+        """The subschema at a JSON pointer, with ``$ref`` followed."""
+        node = resolve_pointer(self.schema, pointer)
+        while "$ref" in node:
+            node = resolve_pointer(self.schema, node["$ref"])
+        return node
+
+    def violations(self, body: Any, strict: bool) -> list[Violation]:
+        validator, schema = (self._strict, self.strict_schema) if strict else (self._lenient, self.schema)
+        if validator.is_valid(body):
+            return []
+        return list(_violations(schema, validator.iter_errors(body)))
+
+    def warnings(self, body: Any) -> list[Violation]:
+        """What strict mode would reject in a body the documented schema accepts."""
+        if self._strict.is_valid(body):
+            return []
+        return list(_violations(self.strict_schema, self._strict.iter_errors(body)))
+
+
+def _violations(schema: dict[str, Any], errors: Iterator[jsonschema_rs.ValidationError]) -> Iterator[Violation]:
+    seen = set()
+    for error in errors:
+        violation = violation_from_error(schema, error)
+        if violation.describe() not in seen:
+            seen.add(violation.describe())
+            yield violation
