@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from .errors import ApiError
@@ -35,11 +36,20 @@ def _reject_constant(name: str) -> None:
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson refuses integers beyond 64 bits, which are valid JSON (and then out of
+        # range for a field, which deserves that message); the standard parser decides.
+        body = _parse_slowly(raw)
+    if not isinstance(body, dict):
+        raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+def _parse_slowly(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError("invalid_json", f"Request body is not valid JSON: {exc}.") from None
     except RecursionError:
         raise ApiError("invalid_json", "Request body is nested too deeply.") from None
-    if not isinstance(body, dict):
-        raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}.")
-    return body

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,6 +9,7 @@ from .errors import ApiError
 from .links import LinkError, LinkSigner
 from .outputs import ImageFactory
 from .providers import Provider
+from .responses import json_response
 from .settings import Settings
 
 
@@ -42,7 +41,7 @@ class FileEndpoint:
 def error_envelope(status: int, code: str, message: str) -> Response:
     """For answers outside any provider's routes, the OpenAI-style envelope both share."""
     body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
-    return Response(json.dumps(body), status_code=status, media_type="application/json")
+    return json_response(body, status)
 
 
 def not_found(message: str) -> Response:

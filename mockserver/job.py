@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .errors import invalid_parameter
 from .images import ImageReference, ImageRules
@@ -44,7 +45,7 @@ class EditJob:
 
 def fingerprint(job: EditJob, image_identities: list[str], size: tuple[int, int]) -> str:
     """A digest of everything that should make the output differ (but not n or the format)."""
-    canonical = json.dumps(
+    canonical = orjson.dumps(
         {
             "model": job.model,
             "prompt": job.prompt,
@@ -54,10 +55,9 @@ def fingerprint(job: EditJob, image_identities: list[str], size: tuple[int, int]
             "seed": job.seed,
             "options": job.options,
         },
-        sort_keys=True,
-        ensure_ascii=False,
+        option=orjson.OPT_SORT_KEYS,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def effective_seed(job: EditJob, digest: str) -> int:

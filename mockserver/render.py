@@ -15,7 +15,7 @@ import io
 import random
 import textwrap
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -41,12 +41,16 @@ class RenderSpec:
     model: str
     palette: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_list(self) -> list:
+        # Positional and hand-written: links carry it, and dataclasses.asdict deep-copies.
+        return [self.width, self.height, self.seed, self.index, self.fingerprint, self.caption, self.model,
+                list(self.palette)]
 
     @classmethod
-    def from_dict(cls, data: dict) -> RenderSpec:
-        return cls(**{**data, "palette": tuple(data.get("palette", ()))})
+    def from_list(cls, data: list) -> RenderSpec:
+        width, height, seed, index, fingerprint, caption, model, palette = data
+        return cls(int(width), int(height), int(seed), int(index), str(fingerprint), str(caption), str(model),
+                   tuple(str(colour) for colour in palette))
 
 
 def _rng(spec: RenderSpec) -> random.Random:
@@ -113,7 +117,7 @@ def render_image(spec: RenderSpec) -> bytes:
         shape((x0, y0, x1, y1), fill=colours.index(_colour(rng)), outline=0)
 
     palette = colours.flat()
-    scale = max(1, min(width, height) // 256)
+    scale = max(1, min(width, height) // 512)
     panel = _caption_panel(spec, scale, palette)
     image.paste(panel, (0, max(band, height - panel.height)))
     image.putpalette(palette)

@@ -13,6 +13,7 @@ from ..errors import ApiError
 from ..job import EditJob
 from ..outputs import JobResult
 from ..schemas import RequestSchema, load_schema
+from ..responses import json_response
 from ..settings import Settings
 
 
@@ -64,12 +65,7 @@ class Provider:
         headers = dict(error.headers)
         if error.violations:
             headers["x-mock-violations"] = header_list(error.violations)
-        return Response(
-            json.dumps(self.error_body(error, request_id), ensure_ascii=False),
-            status_code=self.error_status(error.kind),
-            media_type="application/json",
-            headers=headers,
-        )
+        return json_response(self.error_body(error, request_id), self.error_status(error.kind), headers)
 
 
 HEADER_LIMIT = 4096

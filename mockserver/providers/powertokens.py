@@ -11,7 +11,6 @@ from ..errors import ApiError
 from ..images import ImageRules, parse_reference
 from ..job import EditJob, parse_size
 from ..outputs import JobResult
-from ..schemas import json_path
 from ..settings import Settings
 from .base import Provider, ResponseContext
 
@@ -29,7 +28,7 @@ class Powertokens(Provider):
         content = body["input"]["messages"][0]["content"]
         prompt = next(item["text"] for item in content if "text" in item)
         images = tuple(
-            parse_reference(item["image"], json_path(["input", "messages", 0, "content", i, "image"]), self.image_rules)
+            parse_reference(item["image"], f"input.messages[0].content[{i}].image", self.image_rules)
             for i, item in enumerate(content)
             if "image" in item
         )
