@@ -8,6 +8,7 @@ from typing import Any
 
 from . import __version__
 from .providers import Provider
+from .schemas import objects_in
 
 SCHEMA_FILES = ("request", "response", "error")
 
@@ -22,19 +23,10 @@ def _embed(schema: dict[str, Any], component: str) -> dict[str, Any]:
     embedded = copy.deepcopy(schema)
     embedded.pop("$id", None)
     embedded.pop("$schema", None)
-
-    def rewrite(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/"):
-                node["$ref"] = f"#/components/schemas/{component}/{ref[2:]}"
-            for value in node.values():
-                rewrite(value)
-        elif isinstance(node, list):
-            for value in node:
-                rewrite(value)
-
-    rewrite(embedded)
+    for node in objects_in(embedded):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            node["$ref"] = f"#/components/schemas/{component}/{ref[2:]}"
     return embedded
 
 

@@ -119,22 +119,25 @@ def violation_from_error(schema: dict[str, Any], error: jsonschema_rs.Validation
     )
 
 
+def objects_in(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a JSON document, each before its children, so a caller may change
+    an object and have the walk see what it added."""
+    if isinstance(node, dict):
+        yield node
+        for value in list(node.values()):
+            yield from objects_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from objects_in(value)
+
+
 def strict_variant(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema with every ``x-strict`` block applied and unknown fields forbidden."""
     strict = copy.deepcopy(schema)
-
-    def tighten(node: Any) -> None:
-        if isinstance(node, dict):
-            node.update(node.pop("x-strict", {}))
-            if "properties" in node and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                tighten(value)
-        elif isinstance(node, list):
-            for value in node:
-                tighten(value)
-
-    tighten(strict)
+    for node in objects_in(strict):
+        node.update(node.pop("x-strict", {}))
+        if "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
     return strict
 
 
