@@ -23,4 +23,5 @@ class ApiError(Exception):
 
 
 def invalid_parameter(param: str, message: str) -> ApiError:
-    return ApiError("invalid_parameter", f"{param}: {message}", param=param)
+    text = f"{param}: {message}"
+    return ApiError("invalid_parameter", text, param=param, violations=[text])

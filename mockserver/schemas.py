@@ -65,11 +65,13 @@ def resolve_pointer(schema: dict[str, Any], pointer: str) -> Any:
     return node
 
 
-def source_of(node: dict[str, Any], keyword: str) -> str | None:
-    source = node.get("x-source")
-    if isinstance(source, dict):
-        return source.get(keyword)
-    return source
+def annotation(node: dict[str, Any], name: str, keyword: str) -> str | None:
+    """An ``x-source`` or ``x-message``: one string for the whole subschema, or an object
+    with one entry per keyword."""
+    value = node.get(name)
+    if isinstance(value, dict):
+        return value.get(keyword)
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,9 @@ def violation_from_error(schema: dict[str, Any], error: jsonschema_rs.Validation
     node: Any = schema
     for step in error.schema_path:
         if isinstance(node, dict):
-            message = node.get("x-message", message)
+            message = annotation(node, "x-message", keyword) or message
             error_kind = node.get("x-error", error_kind)
-            source = source_of(node, keyword) or source
+            source = annotation(node, "x-source", keyword) or source
         node = node[step]
     if keyword == "required":
         message = "required field is missing"
