@@ -10,6 +10,8 @@ from starlette.requests import Request
 
 from .errors import ApiError
 
+MAX_DEPTH = 64
+
 
 def _too_large(limit: int) -> ApiError:
     return ApiError("body_too_large", f"Request body is larger than the limit of {limit} bytes.")
@@ -43,12 +45,32 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         body = _parse_slowly(raw)
     if not isinstance(body, dict):
         raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}.")
+    if _nested_deeper_than(body, MAX_DEPTH):
+        raise ApiError("invalid_json", f"Request body is nested deeper than {MAX_DEPTH} levels.")
     return body
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    # No request needs more than a handful of levels, and the validator gives up (with an
+    # exception, not an answer) at a few hundred.
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def _parse_slowly(raw: bytes) -> Any:
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant)
+        # The standard parser accepts lone surrogates ("\ud800"), which are not text.
+        json.dumps(body, ensure_ascii=False).encode()
+        return body
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError("invalid_json", f"Request body is not valid JSON: {exc}.") from None
     except RecursionError:

@@ -84,10 +84,21 @@ class _Palette:
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)
 
 
+def drawable(text: str) -> str:
+    # The built-in bitmap font has Latin-1 glyphs only; other characters show as "?"
+    # (the image still differs by prompt: the fingerprint covers the full text).
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
 def _caption_panel(spec: RenderSpec, scale: int, palette: list[int]) -> Image.Image:
+    """Seed and index first, then the prompt and the model, in at most half the height,
+    so that a small image still shows what tells it apart and some of its picture."""
     columns = max(4, spec.width // scale // CHAR_WIDTH - 2)
-    lines = textwrap.wrap(spec.caption, columns, max_lines=3, placeholder="...") or [""]
-    lines += [f"seed {spec.seed}  image {spec.index + 1}  {spec.width}x{spec.height}", spec.model]
+    lines = [f"seed {spec.seed}  image {spec.index + 1}  {spec.width}x{spec.height}"]
+    lines += textwrap.wrap(drawable(spec.caption), columns, max_lines=3, placeholder="...")
+    lines.append(spec.model)
+    room = max(1, (spec.height // 2 // scale - 6) // LINE_HEIGHT)
+    lines = lines[:room]
     panel = Image.new("P", (max(1, -(-spec.width // scale)), LINE_HEIGHT * len(lines) + 6), 1)
     panel.putpalette(palette)
     draw = ImageDraw.Draw(panel)
