@@ -12,14 +12,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .admin import Admin
+from .control import MockControl
 from .endpoint import EditEndpoint
 from .errors import ApiError
+from .faults import Latency
 from .files import FileEndpoint, error_envelope
+from .journal import Journal
 from .links import LinkSigner
+from .network import MockStarlette
 from .openapi import build_openapi
 from .outputs import ImageFactory
 from .providers import PROVIDERS, Provider
 from .request_id import RequestIdMiddleware
+from .scenarios import Chaos, ScenarioBook
 from .settings import Settings
 
 HTTP_ERROR_KINDS = {404: "not_found", 405: "method_not_allowed"}
@@ -52,12 +58,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        # Reached only through a bug; Starlette logs the traceback.
+        # Reached only through a bug; Starlette logs the traceback. This handler runs
+        # outside the request-id middleware, so it sets the header itself.
         message = "The mock failed on this request; this is a bug in qwen-image-mock."
+        request_id = request.state.request_id
         provider = by_path.get(request.url.path)
         if provider is None:
-            return error_envelope(500, "internal_error", message)
-        return provider.error_response(ApiError("internal_error", message), request.state.request_id)
+            response = error_envelope(500, "internal_error", message)
+        else:
+            response = provider.error_response(ApiError("internal_error", message), request_id)
+        response.headers["x-request-id"] = request_id
+        return response
 
     routes = [
         Route(provider.path, EditEndpoint(provider, settings, factory, signer).handle, methods=["POST"])
@@ -69,10 +80,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    app = Starlette(
+    # Test controls (faults, scenarios, chaos, latency, journal): see control.py. The journal
+    # is kept only when someone can read it.
+    journal = Journal(settings.journal_cap) if settings.journal_cap and not settings.disable_admin else None
+    scenarios = ScenarioBook(provider.name for provider in providers)
+    if not settings.disable_admin:
+        routes += Admin(settings, journal, scenarios).routes()
+    control = Middleware(
+        MockControl, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
+        chaos=Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults),
+        latency=Latency(*settings.latency, seed=settings.latency_seed),
+    )
+    app = MockStarlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), control],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.settings = settings
+    app.state.journal = journal
+    app.state.scenarios = scenarios
     return app

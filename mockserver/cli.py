@@ -33,11 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             serve.add_argument(_flag_name(f.name), dest=env, metavar=f.name.upper(),
                                choices=f.metadata.get("choices"), help=help_text)
+    from . import check
+
+    check.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        from . import check
+
+        return check.run(args)
     if args.command == "serve":
         import uvicorn
 
@@ -45,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             value = getattr(args, f.metadata["env"])
             if value is not None:
                 os.environ[f.metadata["env"]] = value
-        Settings.from_env()  # fail on a bad setting now, with a clear message, not in the server
+        try:
+            settings = Settings.from_env()  # fail on a bad setting here, not in each worker
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
         uvicorn.run("mockserver.app:create_app", factory=True, host=args.host, port=args.port,
-                    log_level=args.log_level)
+                    log_level=args.log_level, workers=settings.workers)
     return 0

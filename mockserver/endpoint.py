@@ -41,8 +41,10 @@ class EditEndpoint:
         created = self.settings.now()
         base_url = self.settings.public_base_url or origin(request)
 
+        lifetime = job.link_lifetime if self.settings.url_lifetime is None else self.settings.url_lifetime
+
         def image_url(image: OutputImage) -> str:
-            token = self.signer.token(Link(image.spec, self.provider.name, created + job.link_lifetime))
+            token = self.signer.token(Link(image.spec, self.provider.name, created + lifetime))
             return f"{base_url}/files/{token}.png"
 
         context = ResponseContext(request_id=request_id, created=created, image_url=image_url)

@@ -1,0 +1,196 @@
+"""One contract run: the options, the target, the report, and how each rule's Hypothesis
+test is configured."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from .catalogue import KEY_ENV, PROVIDERS, Rule
+from .report import Report
+from .strategies import Mode
+from .target import Target, is_loopback
+
+IN_PROCESS_KEY = "contract-test-key"
+PROFILE_ENV = "CONTRACT_HYPOTHESIS_PROFILE"  # profiles: registered in conftest.py
+
+# Rules whose bad value does not vary: a few examples (different valid bodies around it) do.
+FIXED_VIOLATIONS = {"x-image.maxBytes", "x-image.maxPixels", "x-image.formats"}
+
+
+@dataclass
+class Options:
+    base_url: str | None = None
+    providers: tuple[str, ...] = PROVIDERS
+    api_key_env: str | None = None
+    max_requests: int = 20
+    rps: float = 2.0
+    report: str | None = None
+    record: str | None = None
+    strict: bool = False
+    frozen_time: int | None = None
+    examples: int | None = None
+    asgi_app: str | None = None
+    target_kind: str = "auto"
+    max_body_bytes: int = 20 * 1024 * 1024
+    timeout: float = 120.0
+    shrink: bool = False
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Options:
+        get = config.getoption
+        providers = tuple(get("contract_provider") or PROVIDERS)
+        if "all" in providers:
+            providers = PROVIDERS
+        return cls(
+            base_url=get("contract_base_url"), providers=providers, api_key_env=get("contract_api_key_env"),
+            max_requests=get("contract_max_requests"), rps=get("contract_rps"), report=get("contract_report"),
+            record=get("contract_record"), strict=get("contract_strict"), frozen_time=get("contract_frozen_time"),
+            examples=get("contract_examples"), asgi_app=get("contract_asgi_app"),
+            target_kind=get("contract_target_kind"), max_body_bytes=get("contract_max_body_bytes"),
+            timeout=get("contract_timeout"), shrink=get("contract_shrink"),
+        )
+
+
+@dataclass
+class Contract:
+    options: Options
+    report: Report
+    _target: Target | None = None
+    mock: bool = True
+    keys: dict[str, str | None] = field(default_factory=dict)
+    key_from_env: dict[str, bool] = field(default_factory=dict)
+    key_envs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        o = self.options
+        for provider in PROVIDERS:
+            env = o.api_key_env or KEY_ENV[provider]
+            self.key_envs[provider] = env
+            if o.base_url is None:
+                self.keys[provider], self.key_from_env[provider] = IN_PROCESS_KEY, False
+            else:
+                value = os.environ.get(env) or None
+                self.key_from_env[provider] = value is not None
+                # the mock accepts any token; a real provider gets nothing without a key
+                self.keys[provider] = value or (IN_PROCESS_KEY if is_loopback(o.base_url) else None)
+
+    @property
+    def live(self) -> bool:
+        return self.options.base_url is not None
+
+    @property
+    def strict(self) -> bool:
+        return self.options.strict
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            o = self.options
+            app = None if self.live else self.build_app()
+            self._target = Target(base_url=o.base_url, keys=self.keys, key_envs=self.key_envs if self.live else {},
+                                  max_requests=o.max_requests, rps=o.rps, timeout=o.timeout,
+                                  record_dir=o.record, app=app)
+            self.mock = self.detect_mock()
+            self.report.target["mock"] = self.mock
+            self.report.budget = self._target.budget.as_dict()
+        return self._target
+
+    def build_app(self) -> Any:
+        from mockserver import Settings, create_app
+
+        settings_ = Settings(api_keys=frozenset({IN_PROCESS_KEY}), strict=self.options.strict,
+                             frozen_time=self.options.frozen_time, max_body_bytes=self.options.max_body_bytes)
+        if not self.options.asgi_app:
+            return create_app(settings_)
+        module_name, _, attr = self.options.asgi_app.partition(":")
+        factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr or "create_app")
+        return factory(settings_) if inspect.signature(factory).parameters else factory()
+
+    def detect_mock(self) -> bool:
+        kind = self.options.target_kind
+        if kind != "auto":
+            return kind == "mock"
+        if not self.live:
+            return True
+        if not is_loopback(self.options.base_url or ""):
+            return False  # never probe a remote host for something it does not document
+        answer = self._target.get("/openapi.json") if self._target else None
+        try:
+            return answer is not None and answer.status == 200 and answer.json()["info"]["title"] == "qwen-image-mock"
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def close(self) -> None:
+        if self._target is not None:
+            self.report.budget = self._target.budget.as_dict()
+            self._target.close()
+
+    # -- what may run
+
+    def require(self, rule: Rule) -> None:
+        """Skip (as "not run", with the reason) what this target or these options cannot check."""
+        o = self.options
+        if rule.strict_only and not o.strict:
+            pytest.skip("strict-only rule: pass --strict-mode (against a server in strict mode) to check it")
+        if rule.kind == "response" and rule.keyword == "strict-schema" and not o.strict:
+            pytest.skip("strict response checks: pass --strict-mode to check them")
+        if rule.kind == "response" and rule.keyword == "unknown-field-ignored" and o.strict:
+            pytest.skip("with --strict-mode unknown fields must be refused: checked by the additionalProperties(strict) rules")
+        if self.live and self.keys.get(rule.provider) is None:
+            pytest.skip(f"no API key for a real provider: set ${self.key_envs[rule.provider]} "
+                        "(or name another variable with --api-key-env)")
+        target = self.target  # starts the in-process mock, or detects what a live target is
+        if rule.kind == "mock" and not self.mock:
+            pytest.skip("a promise of the mock only (real providers do not make it); the target is not qwen-image-mock")
+        if rule.keyword == "invalid-key" and self.live and not self.key_from_env.get(rule.provider):
+            pytest.skip(f"needs a target that checks keys and the real key in ${self.key_envs[rule.provider]}; "
+                        "without one the mock accepts any token")
+        target.begin_test(rule.id)
+
+    def mode(self, provider: str) -> Mode:
+        return Mode(provider, strict=self.options.strict, mock=self.mock)
+
+    # -- Hypothesis
+
+    def examples(self, rule: Rule, paid: bool) -> int:
+        if self.options.examples is not None:
+            return self.options.examples
+        if self.live:
+            return 1 if paid else 2
+        base = settings.get_profile(os.environ.get(PROFILE_ENV, "contract-ci")).max_examples
+        if rule.keyword in FIXED_VIOLATIONS:
+            return min(base, 3)
+        return base if paid else max(2, base // 2)
+
+    def run(self, rule: Rule, test: Callable[[Any], None], *, paid: bool, variant: str | None = None) -> None:
+        """Run ``test(data)`` under Hypothesis with this run's settings."""
+        profile = settings.get_profile(os.environ.get(PROFILE_ENV, "contract-ci"))
+        options: dict[str, Any] = {"max_examples": self.examples(rule, paid)}
+        if self.live:
+            # every example costs a request: no shrinking (it would send many), no replay database
+            options.update(phases=[Phase.explicit, Phase.generate], database=None)
+        elif not self.options.shrink:
+            # Hypothesis tries the simplest request first, so a broken rule usually fails on a
+            # small example already; shrinking it further costs seconds per failing rule.
+            options.update(phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target])
+        target = self.target
+
+        def one_example(data: Any) -> None:
+            target.begin_example()
+            test(data)
+
+        wrapped = settings(profile, **options)(given(st.data())(one_example))
+        # Derandomised runs differ per rule in process; on a live target, rules that need the
+        # same kind of valid request draw the same one, so its answer is paid for once.
+        digest = f"{rule.provider}:{variant}" if (self.live and variant) else rule.id
+        wrapped.hypothesis.inner_test._hypothesis_internal_add_digest = digest.encode()
+        wrapped()

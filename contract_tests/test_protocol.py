@@ -1,0 +1,194 @@
+"""Credentials, error codes and the HTTP edges: 401 for missing or bad keys, the error
+catalogue's type and code for each kind of error, 404/405/413, and where the request id
+goes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import reject
+from hypothesis import strategies as st
+
+from .catalogue import PATHS, Rule, request_rules
+from .mutations import NoCandidate, draw_violation
+from .checks import Body, error_catalogue, expect_error, expect_json, first_difference, json_path, same_field, shown
+from .session import Contract
+from .strategies import valid_requests
+from .test_invalid_requests import cheap, error_kind, violating_request
+
+VALUE_KEYWORDS = ("minimum", "maximum", "enum", "minLength", "pattern", "type", "const")
+
+
+def valid_body(data: Any, contract: Contract, rule: Rule) -> Body:
+    return cheap(rule.provider, data.draw(valid_requests(contract.mode(rule.provider)), label="valid request"), rule)
+
+
+def rules_of_kind(contract: Contract, provider: str, kind: str, keywords: tuple[str, ...] | None = None) -> list[Rule]:
+    return [r for r in request_rules(provider)
+            if r.kind == "schema" and not r.strict_only and error_kind(r, contract.strict) == kind
+            and (keywords is None or r.keyword in keywords)]
+
+
+def invalid_by(data: Any, contract: Contract, candidates: list[Rule]) -> tuple[Rule, Any]:
+    assert candidates, "no schema rule to break for this check"
+    chosen = data.draw(st.sampled_from(candidates), label="rule broken")
+    return chosen, violating_request(data, contract, chosen)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def missing_token(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    def example(data: Any) -> None:
+        exchange = contract.target.post(rule.provider, valid_body(data, contract, rule), auth=None, paid=False)
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["authentication"]["status"],
+                     "authentication")
+    return example
+
+
+def malformed_token(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    key = contract.keys[rule.provider] or ""
+    headers = ["Basic Y29udHJhY3Q6dGVzdA==", "Bearer", f"Token {key}", key, f"Bearer{key}"]
+
+    def example(data: Any) -> None:
+        header = data.draw(st.sampled_from(headers), label="Authorization")
+        exchange = contract.target.post(rule.provider, valid_body(data, contract, rule), auth=header, paid=False)
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["authentication"]["status"],
+                     "authentication")
+    return example
+
+
+def invalid_key(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    def example(data: Any) -> None:
+        wrong = f"Bearer sk-contract-invalid-{secrets.token_hex(8)}"
+        exchange = contract.target.post(rule.provider, valid_body(data, contract, rule), auth=wrong, paid=False)
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["authentication"]["status"],
+                     "authentication")
+    return example
+
+
+NOT_JSON = [b'{"model": ', b"not json at all", b"{'model': 'single quotes'}", b'{"n": 1,}', b"\xff\xfe{}",
+            b'{"n": NaN}']
+
+
+def invalid_json(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    def example(data: Any) -> None:
+        raw = data.draw(st.sampled_from(NOT_JSON), label="body")
+        exchange = contract.target.post(rule.provider, raw=raw, paid=False)
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["invalid_json"]["status"], "invalid_json")
+    return example
+
+
+def error_code(kind: str) -> Callable[[Contract, Rule], Callable[[Any], None]]:
+    def make(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+        candidates = rules_of_kind(contract, rule.provider, kind, VALUE_KEYWORDS if kind == "invalid_parameter" else None)
+
+        def example(data: Any) -> None:
+            _, bad = invalid_by(data, contract, candidates)
+            exchange = contract.target.post(rule.provider, bad, paid=False)
+            expect_error(exchange, rule.provider, error_catalogue(rule.provider)[kind]["status"], kind)
+        return example
+    return make
+
+
+def body_too_large(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    limit = contract.options.max_body_bytes
+
+    def example(data: Any) -> None:
+        raw = b'{"padding": "' + b"x" * (limit + 1) + b'"}'
+        exchange = contract.target.post(rule.provider, raw=raw, paid=False)
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["body_too_large"]["status"],
+                     "body_too_large")
+    return example
+
+
+def not_found(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    def example(data: Any) -> None:
+        path = PATHS[rule.provider].rsplit("/", 1)[0] + "/contract-tests-no-such-route"
+        exchange = contract.target.post(rule.provider, valid_body(data, contract, rule), paid=False, path=path)
+        status = error_catalogue(rule.provider)["not_found"]["status"]
+        assert exchange.status == status, f"an unknown path: expected {status}, got {shown(exchange)}"
+        body = expect_json(exchange)
+        assert isinstance(body, dict) and isinstance(body.get("error"), dict), (
+            f"the 404 body is not an error object; {shown(exchange)}")
+    return example
+
+
+def method_not_allowed(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    def example(data: Any) -> None:
+        exchange = contract.target.post(rule.provider, None, paid=False, method="GET")
+        expect_error(exchange, rule.provider, error_catalogue(rule.provider)["method_not_allowed"]["status"],
+                     "method_not_allowed")
+    return example
+
+
+def error_request_id(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    candidates = rules_of_kind(contract, rule.provider, "invalid_parameter")
+
+    def example(data: Any) -> None:
+        _, bad = invalid_by(data, contract, candidates)
+        exchange = contract.target.post(rule.provider, bad, paid=False)
+        assert exchange.error is None, exchange.error
+        assert exchange.status is not None and exchange.status >= 400, f"expected an error, got {shown(exchange)}"
+        assert exchange.response_headers.get("x-request-id", "").strip(), (
+            f"the error answer has no x-request-id header (headers: {sorted(exchange.response_headers)})")
+    return example
+
+
+def param_is_request_id(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    candidates = rules_of_kind(contract, rule.provider, "invalid_parameter")
+
+    def example(data: Any) -> None:
+        _, bad = invalid_by(data, contract, candidates)
+        exchange = contract.target.post(rule.provider, bad, paid=False)
+        body = expect_error(exchange, rule.provider, 400)
+        header = exchange.response_headers.get("x-request-id")
+        assert body["error"].get("param") == header, (
+            f"error.param is {body['error'].get('param')!r}, the request id (x-request-id) is {header!r}")
+    return example
+
+
+def param_is_field(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+    # values replaced in place, so the first difference from the valid body is the field
+    candidates = [r for r in rules_of_kind(contract, rule.provider, "invalid_parameter", VALUE_KEYWORDS)
+                  if r.instance_path and r.instance_path[-1] != "[]"]
+
+    def example(data: Any) -> None:
+        base = cheap(rule.provider, data.draw(valid_requests(contract.mode(rule.provider)), label="valid request"),
+                     rule)
+        chosen = data.draw(st.sampled_from(candidates), label="rule broken")
+        try:
+            bad = draw_violation(data, chosen, base, contract.strict)
+        except NoCandidate:
+            reject()
+        where = first_difference(base, bad)
+        expected = json_path(where or ())
+        exchange = contract.target.post(rule.provider, Body(bad) if isinstance(bad, dict) else bad, paid=False)
+        body = expect_error(exchange, rule.provider, 400)
+        assert same_field(body["error"].get("param"), expected), (
+            f"error.param is {body['error'].get('param')!r}; the offending field is {expected!r} ({chosen.id})")
+    return example
+
+
+PROTOCOL: dict[tuple[str, str], Callable[[Contract, Rule], Callable[[Any], None]]] = {
+    ("auth", "missing-token"): missing_token,
+    ("auth", "malformed-token"): malformed_token,
+    ("auth", "invalid-key"): invalid_key,
+    ("error", "invalid_json"): invalid_json,
+    ("error", "body_too_large"): body_too_large,
+    ("error", "not_found"): not_found,
+    ("error", "method_not_allowed"): method_not_allowed,
+    ("error", "x-request-id"): error_request_id,
+    ("error.param", "request-id"): param_is_request_id,
+    ("error.param", "field-path"): param_is_field,
+}
+
+
+@pytest.mark.rules("protocol")
+def test_protocol(rule: Rule, contract: Contract) -> None:
+    contract.require(rule)
+    make = PROTOCOL.get((rule.field, rule.keyword)) or error_code(rule.get("error_kind") or rule.keyword)
+    contract.run(rule, make(contract, rule), paid=False)

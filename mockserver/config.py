@@ -1,0 +1,64 @@
+"""The TOML config file: the settings the flags set, kept in a file beside the tests.
+
+    api_keys = ["sk-test-1", "sk-test-2"]
+    strict = true
+    latency = "100-400"
+    chaos_rate = 0.05
+    journal_cap = 200
+
+Keys are the settings' names (``api_keys`` or ``api-keys``). When the file has a
+``[tool.qwen-image-mock]`` table, that table is read instead, so the settings can live in
+``pyproject.toml``. Flags and ``QWEN_MOCK_*`` variables override the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import Field
+from typing import Any
+
+SERVE_OPTIONS = frozenset({"host", "port", "log_level"})
+
+
+def _as_text(value: Any) -> str:
+    """The file's value as the text a flag would carry, for the setting's own parser."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def read_config(path: str, settings_fields: Iterable[Field]) -> dict[str, Any]:
+    """The settings a config file sets, parsed; ``ValueError`` naming the file and the key."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ValueError(f"config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {path}: not valid TOML: {error}") from None
+    table = data.get("tool", {}).get("qwen-image-mock", data) if isinstance(data.get("tool"), dict) else data
+    by_name = {f.name: f for f in settings_fields if f.name != "config"}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        f = by_name.get(name)
+        if f is None:
+            hint = " (host, port and log level are command-line options)" if name in SERVE_OPTIONS else ""
+            raise ValueError(f"config file {path}: {key!r} is not a setting{hint}; "
+                             f"settings: {', '.join(sorted(by_name))}")
+        is_flag = f.type in ("bool", bool)
+        if is_flag != isinstance(value, bool):
+            expected = "true or false" if is_flag else "a number, a string or a list, not a boolean"
+            raise ValueError(f"config file {path}: {key} must be {expected}")
+        try:
+            parsed = f.metadata["parse"](_as_text(value))
+        except ValueError as error:
+            raise ValueError(f"config file {path}: {key}: {error}") from None
+        choices = f.metadata.get("choices")
+        if choices and parsed not in choices:
+            raise ValueError(f"config file {path}: {key} must be one of {', '.join(choices)}, not {parsed!r}")
+        values[name] = parsed
+    return values

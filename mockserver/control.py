@@ -1,0 +1,194 @@
+"""The test controls in front of the routes: faults and latency asked for with ``Prefer``,
+scenarios, chaos, global latency, and the journal.
+
+Pure ASGI middleware, inside the request-id middleware (so fault responses carry the id).
+A plain call (no ``Prefer``, no scenarios, no chaos, no latency) costs a scan of its headers
+and a journal entry. For a call to an edit endpoint the order is: ``Prefer`` (a bad one is a
+400), then the fault it names, or else the scenario that fires, or else chaos; then the
+delay; then the answer: the endpoint's, an error in the provider's envelope, or a network
+fault.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import network
+from .errors import ApiError
+from .faults import DEFAULT_PAUSE_MS, Fault, Latency, Preferences, PreferError, parse_prefer
+from .journal import Journal, JournalEntry
+from .providers import Provider
+from .scenarios import Chaos, ScenarioBook
+from .settings import Settings
+
+# The mock's own endpoints are not journaled: reading the journal must not change it, and
+# readiness polls would drown what a client sent.
+UNOBSERVED = ("/__mock/", "/healthz")
+NO_PREFERENCES = Preferences()
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def bearer_token(scope: Scope) -> str | None:
+    scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+class Exchange:
+    """One request on its way through: keeps the body it reads (for the journal), notes the
+    status, and adds the mock's headers to the response."""
+
+    __slots__ = ("entry", "chunks", "size", "limit", "headers", "inner_receive", "outer_send")
+
+    def __init__(self, entry: JournalEntry | None, limit: int, headers: list[tuple[bytes, bytes]],
+                 receive: Receive, send: Send) -> None:
+        self.entry = entry
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.headers = headers
+        self.inner_receive = receive
+        self.outer_send = send
+
+    async def receive(self) -> Message:
+        message = await self.inner_receive()
+        body = message.get("body")
+        if body:
+            self.size += len(body)
+            if self.size <= self.limit:
+                self.chunks.append(body)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.entry is not None:
+                self.entry.status = message["status"]
+            if self.headers:
+                message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
+        await self.outer_send(message)
+
+    def finish(self, started: float) -> None:
+        entry = self.entry
+        if entry is not None:
+            # A body the endpoint refused to read past the limit is not kept, only its size.
+            entry.set_body(b"".join(self.chunks) if self.size <= self.limit else b"", self.size)
+            entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+class MockControl:
+    def __init__(self, app: ASGIApp, *, providers: dict[str, Provider], settings: Settings,
+                 journal: Journal | None, scenarios: ScenarioBook, chaos: Chaos, latency: Latency) -> None:
+        self.app = app
+        self.providers = providers
+        self.settings = settings
+        self.journal = journal
+        self.scenarios = scenarios
+        self.chaos = chaos
+        self.latency = latency
+        # With several workers each keeps its own journal and scenarios; saying which worker
+        # answered makes that visible.
+        self.worker_headers = [(b"x-mock-worker", str(os.getpid()).encode())] if settings.workers > 1 else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNOBSERVED):
+            await self.app(scope, receive, send)
+            return
+        provider = self.providers.get(scope["path"]) if scope["method"] == "POST" else None
+        prefer = [v.decode("latin-1") for k, v in scope["headers"] if k == b"prefer"] if provider else None
+        controlled = provider is not None and bool(prefer or self.scenarios or self.chaos or self.latency)
+        if self.journal is None and not self.worker_headers and not controlled:
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        entry = None
+        if self.journal is not None:
+            entry = JournalEntry(time.time(), scope, provider.name if provider else None,
+                                 scope.get("state", {}).get("request_id"))
+        exchange = Exchange(entry, self.settings.max_body_bytes, list(self.worker_headers), receive, send)
+        try:
+            if controlled:
+                await self.edit_call(scope, exchange, provider, prefer or [])
+            else:
+                await self.app(scope, exchange.receive, exchange.send)
+        finally:
+            exchange.finish(started)
+            if entry is not None and self.journal is not None:
+                self.journal.record(entry)
+
+    async def edit_call(self, scope: Scope, exchange: Exchange, provider: Provider, prefer: list[str]) -> None:
+        request_id: str = scope["state"]["request_id"]
+        entry = exchange.entry
+        preferences = NO_PREFERENCES
+        if prefer:
+            try:
+                preferences = parse_prefer(prefer)
+            except PreferError as error:
+                await network.drain(exchange.receive)
+                response = provider.error_response(ApiError("invalid_parameter", str(error)), request_id)
+                await response(scope, exchange.receive, exchange.send)
+                return
+
+        fault, source, latency = preferences.fault, "prefer", preferences.latency_ms
+        if fault is None and not preferences.succeed:
+            scenario = None
+            if self.scenarios:
+                scenario = self.scenarios.decide(provider.name, bearer_token(scope), header(scope, b"x-mock-session"))
+            if scenario is not None:
+                fault, source = scenario.fault, f"scenario {scenario.id}"
+                latency = scenario.latency_ms if latency is None else latency
+            elif self.chaos:
+                fault, source = self.chaos.decide(), "chaos"
+        if latency is None and self.latency:
+            latency = self.latency.next_ms()
+
+        applied = preferences.applied_header
+        if applied:
+            exchange.headers.append((b"preference-applied", applied.encode()))
+        if fault is not None:
+            exchange.headers += [(b"x-mock-fault", fault.name.encode()), (b"x-mock-fault-source", source.encode())]
+        if entry is not None:
+            entry.preference_applied = applied
+            entry.latency_ms = latency or 0
+            if fault is not None:
+                entry.fault, entry.fault_source = fault.name, source
+        receive: Receive = exchange.receive
+        if latency:
+            receive, present = await network.delay(receive, latency / 1000, self.settings.max_body_bytes)
+            if not present:
+                return
+
+        if fault is None:
+            await self.app(scope, receive, exchange.send)
+        elif not fault.is_network:
+            await network.drain(receive)
+            error = fault.to_error(provider.name, source, self.settings.retry_after_ms)
+            await provider.error_response(error, request_id)(scope, receive, exchange.send)
+        elif fault.name == "reset":
+            await network.reset(scope, receive)
+        else:
+            await self.misbehave(scope, receive, exchange.send, fault)
+
+    async def misbehave(self, scope: Scope, receive: Receive, send: Send, fault: Fault) -> None:
+        """``truncated`` and ``slow_body``: the endpoint's own answer, badly delivered."""
+        messages: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            messages.append(message)
+
+        await self.app(scope, receive, keep)
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        if fault.name == "truncated":
+            await network.truncated(scope, receive, send, start, body)
+        else:
+            await network.slow_body(receive, send, start, body,
+                                    DEFAULT_PAUSE_MS if fault.pause_ms is None else fault.pause_ms)

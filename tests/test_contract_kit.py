@@ -1,0 +1,199 @@
+"""The contract kit's own parts: the rule catalogue covers every constraint of the schemas,
+each mutation breaks its rule and only it (as the mock's own validator sees it too), the
+first valid request is the cheap one, and nothing secret or bulky reaches a report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contract_tests.catalogue import CONSTRAINTS, PROVIDERS, all_rules, request_rules
+from contract_tests.mutations import NoCandidate, breaks_only, draw_violation
+from contract_tests.report import Exchange, Report, Result, redact
+from contract_tests.strategies import Mode, valid_requests
+from mockserver.schemas import RequestSchema, load_schema, strict_variant
+
+FAST = settings(max_examples=3, derandomize=True, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+STRUCTURE = {"properties", "items", "$defs", "allOf"}
+
+
+def keyword_occurrences(schema: dict[str, Any]) -> Counter:
+    """Constraint keywords of a schema, counted by hand over the raw JSON: what the
+    catalogue must have a rule for (contains clauses and anyOf branches count as one rule
+    each; a type fixed by a sibling enum/const is covered by that enum/const)."""
+    counts: Counter = Counter()
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key in CONSTRAINTS and key != "required":
+                if key == "type" and ("enum" in node or "const" in node):
+                    continue
+                if key == "not" and value == {}:
+                    continue  # a forbidden property: counted below, with its parent's properties
+                counts[key] += 1
+            if key == "required":
+                counts["required"] += len(value)
+            if key == "additionalProperties" and value is False:
+                counts["additionalProperties"] += 1
+        for name, sub in node.get("properties", {}).items():
+            if isinstance(sub, dict) and sub.get("not") == {}:
+                counts["not"] += 1
+            else:
+                walk(sub)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"])
+        for part in node.get("allOf", []):
+            walk({k: v for k, v in part.items() if k not in ("contains", "minContains", "maxContains")})
+            if "contains" in part:
+                counts["minContains"] += part.get("minContains", 1) > 0
+                counts["maxContains"] += "maxContains" in part
+        for sub in node.get("$defs", {}).values():
+            walk(sub)
+
+    walk(schema)
+    return +counts
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_constraint_of_the_schema_has_a_rule(provider: str) -> None:
+    schema = load_schema(provider, "request")
+    rules = [r for r in request_rules(provider) if r.kind == "schema"]
+    lenient = Counter(r.keyword.split("(")[0] for r in rules if not r.strict_only)
+    assert lenient == keyword_occurrences(schema)
+    everything = Counter(r.keyword.split("(")[0] for r in rules)
+    assert everything == keyword_occurrences(strict_variant(schema))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_x_size_and_x_image_rule_has_a_rule(provider: str) -> None:
+    text = json.dumps(load_schema(provider, "request"))
+    semantic = {r.keyword for r in request_rules(provider) if r.kind == "semantic"}
+    if '"x-size"' in text:
+        assert {"x-size.minPixels", "x-size.maxPixels"} <= semantic
+    assert {"x-image.base64", "x-image.decodes", "x-image.formats", "x-image.maxBytes", "x-image.maxPixels",
+            "x-image.recommendedSide(strict)"} <= semantic
+
+
+def test_rule_ids_are_unique_and_sourced() -> None:
+    for provider in PROVIDERS:
+        ids = [rule.id for rule in all_rules(provider)]
+        assert len(ids) == len(set(ids))
+        assert all(rule.source in ("doc", "upstream", "assumption") for rule in all_rules(provider))
+    assert "powertokens::n::maximum[doc]" in [r.id for r in all_rules("powertokens")]
+
+
+# every rule as documented, and the strict-only ones in strict mode
+RULES = [(rule, rule.strict_only) for provider in PROVIDERS for rule in request_rules(provider)]
+
+
+@cache
+def mock_request_schema(provider: str) -> RequestSchema:
+    return RequestSchema(load_schema(provider, "request"))
+
+
+@pytest.mark.parametrize(("rule", "strict"), RULES, ids=[f"{r.id}{'-strict' if s else ''}" for r, s in RULES])
+def test_mutation_breaks_its_rule_alone_and_the_mock_agrees(rule, strict: bool) -> None:
+    mock_schema = mock_request_schema(rule.provider)
+    found: list[Any] = []
+
+    @FAST
+    @given(st.data())
+    def check(data: Any) -> None:
+        base = data.draw(valid_requests(Mode(rule.provider, strict=strict, mock=True)))
+        assert not mock_schema.violations(base, strict=strict)
+        try:
+            bad = draw_violation(data, rule, base, strict)
+        except NoCandidate:
+            return
+        assert breaks_only(bad, rule, strict)
+        assert not breaks_only(base, rule, strict)
+        if rule.kind == "schema":
+            keywords = {v.keyword for v in mock_schema.violations(bad, strict=strict)}
+            # jsonschema-rs, the mock's validator, names both contains bounds "contains"
+            expected = {"contains"} if "Contains" in rule.keyword else {rule.keyword.split("(")[0]}
+            assert keywords and keywords <= expected, (keywords, rule.id)
+        else:
+            assert not mock_schema.violations(bad, strict=strict)
+        found.append(bad)
+
+    check()
+    assert found, f"no violation of {rule.id} was built"
+
+
+def test_a_body_breaking_two_rules_is_refused() -> None:
+    rule = next(r for r in request_rules("modelverse") if r.id == "modelverse::n::maximum[doc]")
+    body = {"model": "Qwen/Qwen-Image-Edit", "prompt": "p", "image": "https://example.com/a.png", "n": 99}
+    assert breaks_only(body, rule, False)
+    assert not breaks_only({**body, "steps": 0}, rule, False)
+    assert not breaks_only({**body, "n": 1}, rule, False)
+
+
+def test_the_first_valid_request_is_the_simplest() -> None:
+    """On a live target with one example per rule, this is what is paid for."""
+    seen: list[dict] = []
+
+    @settings(max_examples=1, derandomize=True, database=None, deadline=None)
+    @given(valid_requests(Mode("powertokens", mock=False)))
+    def first(body: dict) -> None:
+        seen.append(body)
+
+    first()
+    body = seen[0]
+    assert set(body) == {"model", "input"}  # every optional field at its default: n=1, 512*512
+    content = body["input"]["messages"][0]["content"]
+    assert [sorted(item) for item in content] == [["image"], ["text"]]
+    assert content[0]["image"].startswith("data:image/")  # inline: a real provider is never sent a URL to fetch
+
+
+def test_redaction_removes_keys_and_image_bytes() -> None:
+    from contract_tests.semantics import data_uri, make_image
+
+    uri = data_uri(make_image("PNG", 400, 400, (1, 2, 3)), "PNG")
+    redacted = redact({"image": uri, "note": f"bad value '{uri[:120]}'",
+                       "url": "https://cdn.example/x.png?Signature=abc&OSSAccessKeyId=k"})
+    text = json.dumps(redacted)
+    assert "iVBORw0KGgo" not in text and "Signature" not in text
+    assert redacted["image"]["<image>"]["width"] == 400 and redacted["image"]["<image>"]["format"] == "PNG"
+    exchange = Exchange("POST", "https://api.example/v1/images/edits", {"Authorization": "Bearer sk-secret"},
+                        json.dumps({"image": uri}).encode(), status=400, key_env="POWERTOKENS_API_KEY")
+    evidence = json.dumps(exchange.evidence())
+    assert "sk-secret" not in evidence and "iVBORw0KGgo" not in evidence
+    curl = exchange.curl("/tmp/body.json")
+    assert "sk-secret" not in curl and "$POWERTOKENS_API_KEY" in curl and "@/tmp/body.json" in curl
+
+
+def test_report_is_written_as_markdown_and_json(tmp_path: Path) -> None:
+    rule = all_rules("modelverse")[0]
+    report = Report({"description": "unit", "strict": False})
+    report.add(Result(rule, "fail", message="AssertionError: expected 400, got 200",
+                      exchanges=[Exchange("POST", "http://127.0.0.1:9/v1/images/generations", {}, b"{}", status=200)]))
+    md, js = report.write(tmp_path / "out.md")
+    assert md == tmp_path / "out.md" and js == tmp_path / "out.json"
+    data = json.loads(js.read_text())
+    entry = data["providers"]["modelverse"]["rules"][0]
+    assert entry["outcome"] == "fail" and entry["evidence"][0]["curl"].startswith("curl ")
+    assert (tmp_path / "out.requests").is_dir()
+    assert rule.id in md.read_text() and "Reproduce" in md.read_text()
+
+
+def test_check_command_is_wired() -> None:
+    from mockserver.check import pytest_argv
+    from mockserver.cli import build_parser
+
+    args = build_parser().parse_args(["check", "--base-url", "http://127.0.0.1:1", "--provider", "modelverse",
+                                      "--max-requests", "3", "--strict-mode", "--", "-k", "n::"])
+    assert args.command == "check"
+    argv = pytest_argv(args, "/tmp/r")
+    assert argv[0].endswith("contract_tests")
+    assert ["--base-url", "http://127.0.0.1:1"] == argv[argv.index("--base-url"):argv.index("--base-url") + 2]
+    assert "--strict-mode" in argv and argv[-2:] == ["-k", "n::"]
