@@ -206,16 +206,6 @@ def plausible_created(created: Any, frozen: int | None) -> None:
         "now (pass --frozen-time T for a target with a frozen clock)")
 
 
-def json_path(parts: tuple) -> str:
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
 def first_difference(a: Any, b: Any, path: tuple = ()) -> tuple | None:
     """The path of the first place two JSON values differ."""
     if type(a) is not type(b):

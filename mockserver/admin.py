@@ -42,7 +42,8 @@ class Admin:
         self.settings = settings
         self.journal = journal
         self.scenarios = scenarios
-        self.headers = {"x-mock-worker": str(os.getpid())}
+        # With several workers, the front layer (control.py) names the worker on every answer.
+        self.headers = {"x-mock-worker": str(os.getpid())} if settings.workers == 1 else {}
         if settings.workers > 1:
             self.headers["x-mock-warnings"] = header_list([
                 f"this mock runs {settings.workers} workers, each with its own scenarios and journal; "

@@ -7,10 +7,10 @@ import json
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from .admin import Admin
 from .control import MockControl
@@ -24,7 +24,6 @@ from .network import MockStarlette
 from .openapi import build_openapi
 from .outputs import ImageFactory
 from .providers import PROVIDERS, Provider
-from .request_id import RequestIdMiddleware
 from .scenarios import Chaos, ScenarioBook
 from .settings import Settings
 
@@ -58,17 +57,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        # Reached only through a bug; Starlette logs the traceback. This handler runs
-        # outside the request-id middleware, so it sets the header itself.
+        # Reached only through a bug; Starlette logs the traceback.
         message = "The mock failed on this request; this is a bug in qwen-image-mock."
-        request_id = request.state.request_id
         provider = by_path.get(request.url.path)
         if provider is None:
-            response = error_envelope(500, "internal_error", message)
-        else:
-            response = provider.error_response(ApiError("internal_error", message), request_id)
-        response.headers["x-request-id"] = request_id
-        return response
+            return error_envelope(500, "internal_error", message)
+        return provider.error_response(ApiError("internal_error", message), request.state.request_id)
 
     routes = [
         Route(provider.path, EditEndpoint(provider, settings, factory, signer).handle, methods=["POST"])
@@ -86,15 +80,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     scenarios = ScenarioBook(provider.name for provider in providers)
     if not settings.disable_admin:
         routes += Admin(settings, journal, scenarios).routes()
-    control = Middleware(
-        MockControl, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
-        chaos=Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults),
-        latency=Latency(*settings.latency, seed=settings.latency_seed),
-    )
+    def front(app: ASGIApp) -> MockControl:
+        return MockControl(
+            app, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
+            chaos=Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults),
+            latency=Latency(*settings.latency, seed=settings.latency_seed),
+        )
+
     app = MockStarlette(
-        routes=routes,
-        middleware=[Middleware(RequestIdMiddleware), control],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        front=front, routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}
     )
     app.state.settings = settings
     app.state.journal = journal

@@ -1,7 +1,8 @@
 """The test controls in front of the routes: faults and latency asked for with ``Prefer``,
 scenarios, chaos, global latency, and the journal.
 
-Pure ASGI middleware, inside the request-id middleware (so fault responses carry the id).
+Pure ASGI middleware, the app's outermost layer: it assigns the request id (``x-request-id``
+on every answer, fault or not).
 A plain call (no ``Prefer``, no scenarios, no chaos, no latency) costs a scan of its headers
 and a journal entry. For a call to an edit endpoint the order is: ``Prefer`` (a bad one is a
 400), then the fault it names, or else the scenario that fires, or else chaos; then the
@@ -21,6 +22,7 @@ from .errors import ApiError
 from .faults import DEFAULT_PAUSE_MS, Fault, Latency, Preferences, PreferError, parse_prefer
 from .journal import Journal, JournalEntry
 from .providers import Provider
+from .request_id import request_id_for
 from .scenarios import Chaos, ScenarioBook
 from .settings import Settings
 
@@ -71,8 +73,7 @@ class Exchange:
         if message["type"] == "http.response.start":
             if self.entry is not None:
                 self.entry.status = message["status"]
-            if self.headers:
-                message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
+            message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
         await self.outer_send(message)
 
     def finish(self, started: float) -> None:
@@ -98,30 +99,33 @@ class MockControl:
         self.worker_headers = [(b"x-mock-worker", str(os.getpid()).encode())] if settings.workers > 1 else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNOBSERVED):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Outermost, so that network faults reach the server's own send, and that every
+        # answer, a 500 from Starlette's error middleware too, carries the request id.
+        scope[network.SERVER_SEND] = send
+        request_id = request_id_for(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
         provider = self.providers.get(scope["path"]) if scope["method"] == "POST" else None
         prefer = [v.decode("latin-1") for k, v in scope["headers"] if k == b"prefer"] if provider else None
         controlled = provider is not None and bool(prefer or self.scenarios or self.chaos or self.latency)
-        if self.journal is None and not self.worker_headers and not controlled:
-            await self.app(scope, receive, send)
-            return
 
-        started = time.perf_counter()
         entry = None
-        if self.journal is not None:
-            entry = JournalEntry(time.time(), scope, provider.name if provider else None,
-                                 scope.get("state", {}).get("request_id"))
-        exchange = Exchange(entry, self.settings.max_body_bytes, list(self.worker_headers), receive, send)
+        if self.journal is not None and not scope["path"].startswith(UNOBSERVED):
+            entry = JournalEntry(time.time(), scope, provider.name if provider else None, request_id)
+        headers = [(b"x-request-id", request_id.encode()), *self.worker_headers]
+        exchange = Exchange(entry, self.settings.max_body_bytes, headers, receive, send)
+        started = time.perf_counter()
         try:
             if controlled:
                 await self.edit_call(scope, exchange, provider, prefer or [])
             else:
-                await self.app(scope, exchange.receive, exchange.send)
+                # Only the journal needs to see the body go by.
+                await self.app(scope, exchange.receive if entry is not None else receive, exchange.send)
         finally:
-            exchange.finish(started)
             if entry is not None and self.journal is not None:
+                exchange.finish(started)
                 self.journal.record(entry)
 
     async def edit_call(self, scope: Scope, exchange: Exchange, provider: Provider, prefer: list[str]) -> None:

@@ -65,16 +65,29 @@ def effective_seed(job: EditJob, digest: str) -> int:
     return job.seed if job.seed is not None else int(digest[:8], 16) % SEED_LIMIT
 
 
-def parse_size(text: str, param: str, rules: dict[str, Any]) -> tuple[int, int]:
+@dataclass(frozen=True)
+class SizeRules:
+    """The ``x-size`` keyword of a schema: how a size is written, and its pixel range."""
+
+    pattern: re.Pattern[str]
+    min_pixels: int
+    max_pixels: int
+
+    @classmethod
+    def from_schema(cls, rules: dict[str, Any]) -> SizeRules:
+        separators = "".join(re.escape(s) for s in rules["separators"])
+        return cls(re.compile(rf"([0-9]{{1,9}})[{separators}]([0-9]{{1,9}})"), rules["minPixels"], rules["maxPixels"])
+
+
+def parse_size(text: str, param: str, rules: SizeRules) -> tuple[int, int]:
     """``W*H`` / ``WxH`` within the total-pixel range of the schema's ``x-size`` keyword."""
-    separators = "".join(re.escape(s) for s in rules["separators"])
-    match = re.fullmatch(rf"([0-9]{{1,9}})[{separators}]([0-9]{{1,9}})", text)
+    match = rules.pattern.fullmatch(text)
     if match is None:
         raise invalid_parameter(param, f"{text[:40]!r} is not a size written as W*H or WxH")
     width, height = int(match.group(1)), int(match.group(2))
     if width == 0 or height == 0:
         raise invalid_parameter(param, "width and height must be positive integers")
-    low, high = rules["minPixels"], rules["maxPixels"]
+    low, high = rules.min_pixels, rules.max_pixels
     if not low <= width * height <= high:
         raise invalid_parameter(
             param, f"{width}*{height} is {width * height} pixels; the total must be between {low} and {high}"

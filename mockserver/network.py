@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -28,20 +29,16 @@ class SimulatedNetworkFault(ConnectionError):
     """Raised to an in-process client, where there is no real connection to misbehave on."""
 
 
-class KeepServerSend:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[SERVER_SEND] = send
-        await self.app(scope, receive, send)
-
-
 class MockStarlette(Starlette):
-    """Starlette with ``KeepServerSend`` outside everything, even its error middleware."""
+    """Starlette with a front layer outside everything, even its error middleware; the
+    front keeps the server's ``send`` in the scope under ``SERVER_SEND``."""
+
+    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self.front = front
+        super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return KeepServerSend(super().build_middleware_stack())
+        return self.front(super().build_middleware_stack())
 
 
 def server_transport(scope: Scope) -> Any | None:

@@ -6,7 +6,8 @@ Installing qwen-image-mock registers it (the ``pytest11`` entry point). Fixtures
   (``qwen_mock_server``) and wiped before each test, so a test sees only its own scenarios
   and requests. It gives ``base_url``, ``openai_base_url`` (``.../v1``, for the OpenAI
   SDK), ``api_key``, ``headers``, ``requests()`` (the journal), ``fail_next()``,
-  ``fail_every()``, ``add_scenario()`` and ``prefer()``.
+  ``fail_every()``, ``add_scenario()``, ``prefer()`` and ``image_data_uri()`` (the sample
+  input images shipped with the mock).
 - ``qwen_mock_inprocess``: the same controls over a fresh app in this process, and
   ``client``, an ``httpx.AsyncClient`` on ``httpx.ASGITransport``: no socket, fastest.
 - ``qwen_mock_client``: that ``httpx.AsyncClient`` alone.
@@ -94,6 +95,13 @@ class MockControls:
     def fail_every(self, every: int, fault: str = "server_error", **spec: Any) -> dict[str, Any]:
         """Every ``every``-th call fails with ``fault``."""
         return self.add_scenario(fault=fault, every=every, **spec)
+
+    @staticmethod
+    def image_data_uri(name: str = "input-512.png") -> str:
+        """A sample input image shipped with the mock, as a data URI (see ``samples``)."""
+        from .samples import sample_data_uri
+
+        return sample_data_uri(name)
 
     @staticmethod
     def prefer(**preferences: Any) -> dict[str, str]:

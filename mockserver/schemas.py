@@ -13,26 +13,20 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+
+from .resources import data_dir
 
 SOURCES = ("doc", "upstream", "assumption")
 MESSAGE_LIMIT = 300
 
 
 def schema_dir() -> Path:
-    """The folder holding one sub-folder of schemas per provider.
-
-    A checkout keeps them at the top of the repository; a built wheel carries a copy
-    inside the package.
-    """
-    packaged = Path(str(resources.files("mockserver"))) / "_schemas"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """The folder holding one sub-folder of schemas per provider."""
+    return data_dir("_schemas", "schemas")
 
 
 @cache
@@ -166,19 +160,31 @@ class RequestSchema:
         validator, schema = (self._strict, self.strict_schema) if strict else (self._lenient, self.schema)
         if validator.is_valid(body):
             return []
-        return list(_violations(schema, validator.iter_errors(body)))
+        return list(_violations(schema, validator, body))
 
     def warnings(self, body: Any) -> list[Violation]:
         """What strict mode would reject in a body the documented schema accepts."""
         if self._strict.is_valid(body):
             return []
-        return list(_violations(self.strict_schema, self._strict.iter_errors(body)))
+        return list(_violations(self.strict_schema, self._strict, body))
 
 
-def _violations(schema: dict[str, Any], errors: Iterator[jsonschema_rs.ValidationError]) -> Iterator[Violation]:
+TOO_DEEP = Violation(
+    param="", message="the request body is nested too deeply to be checked", keyword="depth", source="assumption",
+    error_kind="invalid_json",
+)
+
+
+def _violations(schema: dict[str, Any], validator: jsonschema_rs.Validator, body: Any) -> Iterator[Violation]:
     seen = set()
-    for error in errors:
-        violation = violation_from_error(schema, error)
-        if violation.describe() not in seen:
-            seen.add(violation.describe())
-            yield violation
+    try:
+        for error in validator.iter_errors(body):
+            violation = violation_from_error(schema, error)
+            if violation.describe() not in seen:
+                seen.add(violation.describe())
+                yield violation
+    except ValueError:
+        # Reporting an error about a value nested a few hundred levels deep exceeds the
+        # validator's recursion limit (is_valid itself copes). Checked here, not by walking
+        # every body, so valid requests pay nothing for it.
+        yield TOO_DEEP

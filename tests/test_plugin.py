@@ -199,3 +199,41 @@ def test_fixtures_are_documented(pytester):
     result.stdout.fnmatch_lines(["*fixtures defined from mockserver.pytest_plugin*",
                                  "qwen_mock_server [[]session scope[]] -- *", "qwen_mock -- *",
                                  "qwen_mock_inprocess -- *", "qwen_mock_client -- *"])
+
+
+README_EXAMPLE = '''
+from openai import OpenAI
+
+def test_retries_through_rate_limits(qwen_mock):
+    qwen_mock.fail_next(2, "rate_limit", retry_after_ms=10)   # 429, 429, then success
+    client = OpenAI(base_url=qwen_mock.openai_base_url, api_key="test")
+    client.images.generate(model="Qwen/Qwen-Image-Edit", prompt="snow",
+                           extra_body={"image": qwen_mock.image_data_uri()})
+    assert [call["status"] for call in qwen_mock.requests()] == [429, 429, 200]
+'''
+
+
+def test_the_readme_example_runs_as_written(pytester):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert README_EXAMPLE.strip() in readme, "README's plugin example changed: update this test with it"
+    pytester.makepyfile(test_readme=README_EXAMPLE)
+    pytester.runpytest_subprocess("-q").assert_outcomes(passed=1)
+
+
+def test_sample_images_are_real_images_of_their_stated_size():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from mockserver.pytest_plugin import MockControls
+    from mockserver.samples import sample_names
+
+    assert "input-512.png" in sample_names()
+    uri = MockControls.image_data_uri()
+    assert uri.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    image.load()
+    assert image.size == (512, 512)
+    with pytest.raises(ValueError, match="no sample image"):
+        MockControls.image_data_uri("missing.png")

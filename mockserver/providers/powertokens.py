@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..images import ImageRules, parse_reference
-from ..job import EditJob, parse_size
+from ..job import EditJob, SizeRules, parse_size
 from ..outputs import JobResult
 from ..settings import Settings
 from .base import Provider, ResponseContext
@@ -21,7 +21,7 @@ class Powertokens(Provider):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.image_rules = ImageRules.from_schema(self.request_schema.property("#/$defs/image")["x-image"])
-        self.size_rules = self.request_schema.property("#/properties/size")["x-size"]
+        self.size_rules = SizeRules.from_schema(self.request_schema.property("#/properties/size")["x-size"])
 
     def to_job(self, body: dict[str, Any]) -> EditJob:
         options = {**self.request_schema.defaults, **body}
