@@ -57,14 +57,13 @@ class EditEndpoint:
     def validate(self, body: dict[str, Any]) -> list[str]:
         """Raise on the first violation of the provider's schema; return strict mode's
         objections as warnings when not in strict mode."""
-        schema = self.provider.request_schema
-        violations = schema.violations(body, strict=self.settings.strict)
+        violations, warnings = self.provider.request_schema.check(body, self.settings.strict)
         if violations:
             first = violations[0]
             raise ApiError(
                 first.error_kind, first.describe(), param=first.param, violations=[v.describe() for v in violations]
             )
-        return [] if self.settings.strict else [v.describe() for v in schema.warnings(body)]
+        return [warning.describe() for warning in warnings]
 
 
 def origin(request: Request) -> str:

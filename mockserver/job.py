@@ -22,7 +22,7 @@ class SameAsInput:
     fallback: tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EditJob:
     provider: str
     model: str

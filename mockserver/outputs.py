@@ -17,13 +17,13 @@ from .render import CAPTION_LIMIT, RenderSpec, render_image
 PALETTE_LIMIT = 8
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutputImage:
     spec: RenderSpec
     png: bytes | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobResult:
     width: int
     height: int

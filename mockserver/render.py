@@ -15,7 +15,7 @@ import io
 import random
 import textwrap
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -30,8 +30,10 @@ MAX_PIXELS = 50_000_000
 PNG_COMPRESS_TYPE = zlib.Z_RLE
 
 
-@dataclass(frozen=True)
-class RenderSpec:
+class RenderSpec(NamedTuple):
+    """Everything an image is drawn from. A named tuple: cheap to make, and hashable as the
+    render cache's key."""
+
     width: int
     height: int
     seed: int
@@ -42,9 +44,8 @@ class RenderSpec:
     palette: tuple[str, ...] = ()
 
     def as_list(self) -> list:
-        # Positional and hand-written: links carry it, and dataclasses.asdict deep-copies.
-        return [self.width, self.height, self.seed, self.index, self.fingerprint, self.caption, self.model,
-                list(self.palette)]
+        """Positional, for links to carry."""
+        return [*self[:-1], list(self.palette)]
 
     @classmethod
     def from_list(cls, data: list) -> RenderSpec:

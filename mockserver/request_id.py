@@ -3,6 +3,7 @@ The front layer of the app (``control.MockControl``) assigns it and adds the hea
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -12,6 +13,14 @@ from starlette.types import Scope
 CALLER_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
+# Unique, not secret: a random prefix per process (so workers and restarts never repeat
+# one) and a counter, instead of a random-number system call per request.
+PROCESS_PREFIX = os.urandom(8).hex()
+_counter = itertools.count(1)
+
+
 def request_id_for(scope: Scope) -> str:
-    given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
-    return given.decode() if CALLER_ID.fullmatch(given) else os.urandom(16).hex()
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and CALLER_ID.fullmatch(value):
+            return value.decode()
+    return f"{PROCESS_PREFIX}{next(_counter):016x}"

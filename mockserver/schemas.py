@@ -156,17 +156,21 @@ class RequestSchema:
             node = resolve_pointer(self.schema, node["$ref"])
         return node
 
-    def violations(self, body: Any, strict: bool) -> list[Violation]:
-        validator, schema = (self._strict, self.strict_schema) if strict else (self._lenient, self.schema)
-        if validator.is_valid(body):
-            return []
-        return list(_violations(schema, validator, body))
-
-    def warnings(self, body: Any) -> list[Violation]:
-        """What strict mode would reject in a body the documented schema accepts."""
+    def check(self, body: Any, strict: bool) -> tuple[list[Violation], list[Violation]]:
+        """What rejects the body, and (outside strict mode) what strict mode would reject in
+        a body the documented schema accepts, to report as warnings."""
+        # The strict schema only adds constraints, so a body it accepts (the usual case)
+        # is settled by one call.
         if self._strict.is_valid(body):
-            return []
-        return list(_violations(self.strict_schema, self._strict, body))
+            return [], []
+        if strict:
+            return list(_violations(self.strict_schema, self._strict, body)), []
+        if self._lenient.is_valid(body):
+            return [], list(_violations(self.strict_schema, self._strict, body))
+        return list(_violations(self.schema, self._lenient, body)), []
+
+    def violations(self, body: Any, strict: bool) -> list[Violation]:
+        return self.check(body, strict)[0]
 
 
 TOO_DEEP = Violation(

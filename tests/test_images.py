@@ -5,7 +5,6 @@ output images (PNG of the requested size and count, as links and as base64) and 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import random
@@ -562,7 +561,7 @@ def assert_expired(response, provider: str) -> None:
 
 def _spec(**changes) -> RenderSpec:
     spec = RenderSpec(width=64, height=64, seed=1, index=0, fingerprint="0" * 16, caption="hand made", model="m")
-    return dataclasses.replace(spec, **changes)
+    return spec._replace(**changes)
 
 
 @BOTH
