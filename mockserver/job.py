@@ -57,7 +57,7 @@ def fingerprint(job: EditJob, image_identities: list[str], size: tuple[int, int]
         },
         option=orjson.OPT_SORT_KEYS,
     )
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.blake2b(canonical, digest_size=32).hexdigest()
 
 
 def effective_seed(job: EditJob, digest: str) -> int:
