@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return provider.error_response(ApiError("internal_error", message), request.state.request_id)
 
     routes = [
-        Route(provider.path, EditEndpoint(provider, settings, factory, signer).handle, methods=["POST"])
+        Route(provider.path, EditEndpoint(provider, settings, factory, signer), methods=["POST"])
         for provider in providers
     ]
     routes += [

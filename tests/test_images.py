@@ -663,3 +663,20 @@ def test_prompts_in_any_script_render_as_links(client, provider, body, script):
     image = client.get(_path(response.json()["data"][0]["url"]))
     assert image.status_code == 200, image.text[:300]
     open_png(image.content)
+
+
+def test_links_of_one_job_share_a_signature_but_reach_only_its_images(client, powertokens_request):
+    """Image i of a job is <payload>.<signature>.<i>: within the job's n any offset is one of
+    its images; past n there is nothing, and the signature does not stretch to more."""
+    powertokens_request.update(n=3, size="512*512")
+    urls = [item["url"] for item in client.post(PT, json=powertokens_request).json()["data"]]
+    tokens = [url.rsplit("/files/", 1)[1].removesuffix(".png") for url in urls]
+    signed = {token.rsplit(".", 1)[0] for token in tokens}
+    assert len(signed) == 1 and [token.rsplit(".", 1)[1] for token in tokens] == ["0", "1", "2"]
+    bodies = [client.get(f"/files/{token}.png").content for token in tokens]
+    assert len(set(bodies)) == 3
+    [shared] = signed
+    for offset in ("3", "99", "-1", "x", ""):
+        response = client.get(f"/files/{shared}.{offset}.png")
+        assert response.status_code == 404, offset
+        assert response.json()["error"]["code"] == "not_found"
