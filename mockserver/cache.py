@@ -16,11 +16,17 @@ class PngCache:
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+    def get(self, key: Hashable) -> bytes | None:
         with self._lock:
-            if key in self._items:
+            value = self._items.get(key)
+            if value is not None:
                 self._items.move_to_end(key)
-                return self._items[key]
+            return value
+
+    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+        value = self.get(key)
+        if value is not None:
+            return value
         value = make()
         if len(value) > self.max_bytes:
             return value

@@ -36,7 +36,7 @@ class EditEndpoint:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
-        request_id: str = request.state.request_id
+        request_id: str = request.scope["state"]["request_id"]
         try:
             authenticate(request.headers, self.settings.api_keys)
             body = parse_json_object(await read_body(request, self.settings.max_body_bytes))

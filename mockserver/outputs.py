@@ -55,7 +55,9 @@ class ImageFactory:
         return self.cache.get_or_make(spec, lambda: render_image(spec))
 
     async def fetch_png(self, spec: RenderSpec) -> bytes:
-        return await self._in_thread(self.png, spec)
+        # A cached image is served from the event loop: the thread hop would cost more.
+        cached = self.cache.get(spec)
+        return cached if cached is not None else await self._in_thread(self.png, spec)
 
     async def complete(self, job: EditJob, strict: bool) -> JobResult:
         # A hop to a worker thread costs ~150 µs; pay it only when there is real work.

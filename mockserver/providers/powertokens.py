@@ -49,14 +49,15 @@ class Powertokens(Provider):
 
     def success_body(self, job: EditJob, result: JobResult, context: ResponseContext) -> dict[str, Any]:
         data = []
+        revised = revised_prompt(job.prompt) if job.options["prompt_extend"] else None
         for image in result.images:
             item = (
                 {"b64_json": base64.b64encode(image.png).decode()}
                 if image.png is not None
                 else {"url": context.image_url(image)}
             )
-            if job.options["prompt_extend"]:
-                item["revised_prompt"] = revised_prompt(job.prompt)
+            if revised is not None:
+                item["revised_prompt"] = revised
             data.append(item)
         # What the gateway passes upstream as ``parameters``, size normalised to W*H.
         upstream = {"n": job.n, "size": f"{result.width}*{result.height}", **job.options}
