@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from mockserver.schemas import load_schema, strict_variant
+from mockserver.schemas import load_schema, objects_in, strict_variant
 
 PROVIDERS = ("powertokens", "modelverse")
 PATHS = {"powertokens": "/v1/images/edits", "modelverse": "/v1/images/generations"}
@@ -361,7 +361,7 @@ def protocol_rules(provider: str) -> tuple[Rule, ...]:
         R("error", "x-request-id", "assumption", "an error answer carries an x-request-id header too"),
     ]
     request = load_schema(provider, "request")
-    kinds = sorted({n["x-error"] for n in _nodes(request) if isinstance(n, dict) and "x-error" in n})
+    kinds = sorted({n["x-error"] for n in objects_in(request) if "x-error" in n})
     for kind in kinds:
         rules.append(R("error", kind, _error_source(provider, kind),
                        f"a request breaking a rule marked x-error {kind}: the catalogue's {kind} type and code",
@@ -374,16 +374,6 @@ def protocol_rules(provider: str) -> tuple[Rule, ...]:
         rules.append(R("error.param", "field-path", "assumption",
                        "error.param names the offending field as a JSON path"))
     return tuple(rules)
-
-
-def _nodes(node: Any):
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 from PIL import Image
 
-from mockserver.schemas import load_schema, strict_variant
+from mockserver.schemas import load_schema, objects_in, strict_variant
 
 from .catalogue import resolve
 from .report import Exchange, redact
@@ -155,20 +155,10 @@ def requested_size(provider: str, body: dict[str, Any]) -> tuple[int, int]:
 
 
 def _image_node(schema: dict[str, Any]) -> dict[str, Any]:
-    for node in _walk(schema):
-        if isinstance(node, dict) and "x-image" in node:
+    for node in objects_in(schema):
+        if "x-image" in node:
             return node
     raise LookupError("no x-image in the schema")
-
-
-def _walk(node: Any):
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 # --------------------------------------------------------------------------- images
