@@ -14,7 +14,8 @@ from .auth import authenticate
 from .body import parse_json_object, read_body
 from .errors import ApiError
 from .links import Link, LinkSigner
-from .outputs import ImageFactory, OutputImage
+from .job import EditJob
+from .outputs import ImageFactory, JobResult
 from .providers import Provider, ResponseContext
 from .providers.base import header_list
 from .responses import json_response
@@ -47,24 +48,20 @@ class EditEndpoint:
             return self.provider.error_response(error, request_id)
 
         created = self.settings.now()
-        base_url = self.settings.public_base_url or origin(request)
-
-        lifetime = job.link_lifetime if self.settings.url_lifetime is None else self.settings.url_lifetime
-
-        urls: list[str] = []
-        if result.images[0].png is None:
-            link = Link(result.images[0].spec, self.provider.name, created + lifetime, count=len(result.images))
-            urls = [f"{base_url}/files/{token}.png" for token in self.signer.tokens(link)]
-
-        def image_url(image: OutputImage) -> str:
-            return urls[image.spec.index]
-
-        context = ResponseContext(request_id=request_id, created=created, image_url=image_url)
+        urls = self.image_urls(request, job, result, created) if result.images[0].png is None else []
+        context = ResponseContext(request_id=request_id, created=created, image_urls=urls)
         payload = self.provider.success_body(job, result, context)
         headers = {"x-mock-seed": str(result.seed)}
         if warnings or result.warnings:
             headers["x-mock-warnings"] = header_list(warnings + result.warnings)
         return json_response(payload, headers=headers)
+
+    def image_urls(self, request: Request, job: EditJob, result: JobResult, created: int) -> list[str]:
+        """The mock's own links to the job's images, valid for the provider's lifetime."""
+        lifetime = job.link_lifetime if self.settings.url_lifetime is None else self.settings.url_lifetime
+        link = Link(result.images[0].spec, self.provider.name, created + lifetime, count=len(result.images))
+        base_url = self.settings.public_base_url or origin(request)
+        return [f"{base_url}/files/{token}.png" for token in self.signer.tokens(link)]
 
     def validate(self, body: dict[str, Any]) -> list[str]:
         """Raise on the first violation of the provider's schema; return strict mode's

@@ -23,7 +23,7 @@ class ResponseContext:
 
     request_id: str
     created: int
-    image_url: Any  # Callable[[OutputImage], str]: the mock's own link to an image
+    image_urls: list[str]  # the mock's links to the images, by index; empty when they are inline
 
 
 class Provider:

@@ -52,7 +52,7 @@ class Modelverse(Provider):
         data = [
             {"b64_json": self.b64_prefix + base64.b64encode(image.png).decode()}
             if image.png is not None
-            else {"url": context.image_url(image)}
+            else {"url": context.image_urls[image.spec.index]}
             for image in result.images
         ]
         return {"created": context.created, "data": data, "usage": {"input_tokens_details": {}}}

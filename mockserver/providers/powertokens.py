@@ -54,7 +54,7 @@ class Powertokens(Provider):
             item = (
                 {"b64_json": base64.b64encode(image.png).decode()}
                 if image.png is not None
-                else {"url": context.image_url(image)}
+                else {"url": context.image_urls[image.spec.index]}
             )
             if revised is not None:
                 item["revised_prompt"] = revised
