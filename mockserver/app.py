@@ -80,12 +80,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     scenarios = ScenarioBook(provider.name for provider in providers)
     if not settings.disable_admin:
         routes += Admin(settings, journal, scenarios).routes()
+    chaos = Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults)
+    latency = Latency(*settings.latency, seed=settings.latency_seed)
+
     def front(app: ASGIApp) -> MockControl:
-        return MockControl(
-            app, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
-            chaos=Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults),
-            latency=Latency(*settings.latency, seed=settings.latency_seed),
-        )
+        return MockControl(app, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
+                           chaos=chaos, latency=latency)
 
     app = MockStarlette(
         front=front, routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}

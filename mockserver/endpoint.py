@@ -13,8 +13,8 @@ from starlette.types import Receive, Scope, Send
 from .auth import authenticate
 from .body import parse_json_object, read_body
 from .errors import ApiError
-from .links import Link, LinkSigner
 from .job import EditJob
+from .links import Link, LinkSigner
 from .outputs import ImageFactory, JobResult
 from .providers import Provider, ResponseContext
 from .providers.base import header_list
