@@ -1,8 +1,9 @@
-"""Input images: telling references from inline data, and decoding inline data for real.
+"""Input images: telling references from inline data, and decoding image bytes for real.
 
 The rules (schemes, encodings, byte and pixel limits, formats) are the ``x-image`` keyword
-of the provider's request schema. URLs are never fetched: the mock works offline, and no
-request can make it connect anywhere.
+of the provider's request schema. URLs are not fetched unless the user allows their host
+(see ``fetch.py``): by default the mock works offline, and no request can make it connect
+anywhere.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def parse_reference(value: str, param: str, rules: ImageRules) -> ImageReference
     raise invalid_parameter(param, f"unsupported image reference; expected one of: {', '.join(accepted)}")
 
 
-def decode_image(reference: ImageReference, rules: ImageRules, strict: bool) -> DecodedImage:
+def decode_inline(reference: ImageReference, rules: ImageRules, strict: bool) -> DecodedImage:
     """Decode inline image data for real; CPU-bound, so callers run it off the event loop."""
     assert reference.encoded is not None
     param = reference.param
@@ -104,6 +105,11 @@ def decode_image(reference: ImageReference, rules: ImageRules, strict: bool) -> 
         data = base64.b64decode(reference.encoded, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_parameter(param, "image data is not valid base64") from None
+    return decode_image(param, data, rules, strict)
+
+
+def decode_image(param: str, data: bytes, rules: ImageRules, strict: bool) -> DecodedImage:
+    """Check image bytes (inline, or fetched from an allowed URL) are a real, accepted image."""
     if len(data) > rules.max_bytes:
         raise invalid_parameter(param, f"image is larger than {rules.max_bytes} bytes")
     if not data:

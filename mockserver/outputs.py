@@ -10,7 +10,8 @@ import anyio
 import anyio.to_thread
 
 from .cache import PngCache
-from .images import DecodedImage, decode_image
+from .fetch import fetch_image, is_allowed
+from .images import DecodedImage, decode_image, decode_inline
 from .job import EditJob, SameAsInput, effective_seed, fingerprint
 from .render import CAPTION_LIMIT, RenderSpec, render_image
 
@@ -39,8 +40,9 @@ class JobResult:
 class ImageFactory:
     """Does the CPU-bound work off the event loop, a bounded number of images at a time."""
 
-    def __init__(self, cache_bytes: int, threads: int | None = None) -> None:
+    def __init__(self, cache_bytes: int, fetch_hosts: frozenset[str] = frozenset(), threads: int | None = None) -> None:
         self.cache = PngCache(cache_bytes)
+        self.fetch_hosts = fetch_hosts
         self.threads = threads or os.cpu_count() or 2
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -61,18 +63,32 @@ class ImageFactory:
 
     async def complete(self, job: EditJob, strict: bool) -> JobResult:
         # A hop to a worker thread costs ~150 µs; pay it only when there is real work.
-        if job.has_inline_images or job.response_format == "b64_json":
+        if job.has_inline_images or job.response_format == "b64_json" or self._fetches(job):
             return await self._in_thread(self.complete_now, job, strict)
         return self.complete_now(job, strict)
 
+    def _fetches(self, job: EditJob) -> bool:
+        return bool(self.fetch_hosts) and any(ref.url and is_allowed(ref.url, self.fetch_hosts) for ref in job.images)
+
+    def decode_inputs(self, job: EditJob, strict: bool) -> dict[str, DecodedImage]:
+        """The input images that can be seen: inline ones, and URLs of allowed hosts."""
+        decoded = {}
+        for ref in job.images:
+            if ref.is_inline:
+                decoded[ref.param] = decode_inline(ref, job.image_rules, strict)
+            elif self.fetch_hosts and is_allowed(ref.url, self.fetch_hosts):
+                data = fetch_image(ref.url, ref.param, job.image_rules.max_bytes)
+                decoded[ref.param] = decode_image(ref.param, data, job.image_rules, strict)
+        return decoded
+
     def complete_now(self, job: EditJob, strict: bool) -> JobResult:
-        decoded = {ref.param: decode_image(ref, job.image_rules, strict) for ref in job.images if ref.is_inline}
+        decoded = self.decode_inputs(job, strict)
         inputs = list(decoded.values())
         if isinstance(job.size, SameAsInput):
             width, height = (inputs[0].width, inputs[0].height) if inputs else job.size.fallback
         else:
             width, height = job.size
-        identities = [decoded[ref.param].digest if ref.is_inline else ref.url for ref in job.images]
+        identities = [decoded[ref.param].digest if ref.param in decoded else ref.url for ref in job.images]
         digest = fingerprint(job, identities, (width, height))
         seed = effective_seed(job, digest)
         palette = tuple(colour for image in inputs for colour in image.palette)[:PALETTE_LIMIT]

@@ -75,6 +75,12 @@ class Settings:
         metadata={"env": "QWEN_MOCK_URL_SECRET", "parse": str,
                   "help": "key that signs image links; mocks sharing it serve each other's links"},
     )
+    fetch_hosts: frozenset[str] = field(
+        default=frozenset(),
+        metadata={"env": "QWEN_MOCK_FETCH_HOSTS", "parse": lambda text: frozenset(h.lower() for h in _keys(text)),
+                  "help": "comma-separated hosts whose http(s) image URLs the mock may download (no redirects, "
+                          "10 MB, 10 s); empty (the default) never fetches a URL from a request"},
+    )
     render_cache_bytes: int = field(
         default=64 * MIB,
         metadata={"env": "QWEN_MOCK_RENDER_CACHE_BYTES", "parse": int,
