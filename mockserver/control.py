@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import time
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import network
 from .errors import ApiError
 from .faults import DEFAULT_PAUSE_MS, Fault, Latency, Preferences, PreferError, parse_prefer
-from .journal import Journal, JournalEntry
+from .journal import EAGER_BYTES, Journal, JournalEntry
 from .providers import Provider
 from .request_id import request_id_for
 from .scenarios import Chaos, ScenarioBook
@@ -76,12 +77,17 @@ class Exchange:
             message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
         await self.outer_send(message)
 
-    def finish(self, started: float) -> None:
+    async def finish(self, started: float) -> None:
         entry = self.entry
         if entry is not None:
-            # A body the endpoint refused to read past the limit is not kept, only its size.
-            entry.set_body(b"".join(self.chunks) if self.size <= self.limit else b"", self.size)
             entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            # A body the endpoint refused to read past the limit is not kept, only its size.
+            raw = b"".join(self.chunks) if self.size <= self.limit else b""
+            if len(raw) > EAGER_BYTES:
+                # Reducing megabytes of image data (decode, hash) would stall every other request.
+                await anyio.to_thread.run_sync(entry.set_body, raw, self.size)
+            else:
+                entry.set_body(raw, self.size)
 
 
 class MockControl:
@@ -125,7 +131,7 @@ class MockControl:
                 await self.app(scope, exchange.receive if entry is not None else receive, exchange.send)
         finally:
             if entry is not None and self.journal is not None:
-                exchange.finish(started)
+                await exchange.finish(started)
                 self.journal.record(entry)
 
     async def edit_call(self, scope: Scope, exchange: Exchange, provider: Provider, prefer: list[str]) -> None:
