@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from mockserver.schemas import json_path
 
 from .catalogue import PATHS, Rule, request_rules
-from .mutations import NoCandidate, draw_violation
 from .checks import Body, error_catalogue, expect_error, expect_json, first_difference, same_field, shown
+from .mutations import NoCandidate, draw_violation
 from .session import Contract
 from .strategies import valid_requests
 from .test_invalid_requests import cheap, error_kind, violating_request

@@ -23,10 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .files import error_envelope
 from .journal import Journal
-from .providers.base import header_list
-from .responses import json_response
+from .responses import error_envelope, header_list, json_response
 from .scenarios import ScenarioBook, ScenarioError
 from .settings import Settings
 

@@ -17,13 +17,14 @@ from .control import MockControl
 from .endpoint import EditEndpoint
 from .errors import ApiError
 from .faults import Latency
-from .files import FileEndpoint, error_envelope
+from .files import FileEndpoint
 from .journal import Journal
 from .links import LinkSigner
 from .network import MockStarlette
 from .openapi import build_openapi
 from .outputs import ImageFactory
 from .providers import PROVIDERS, Provider
+from .responses import error_envelope
 from .scenarios import Chaos, ScenarioBook
 from .settings import Settings
 
@@ -90,7 +91,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = MockStarlette(
         front=front, routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}
     )
-    app.state.settings = settings
     app.state.journal = journal
     app.state.scenarios = scenarios
     return app

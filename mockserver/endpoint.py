@@ -17,8 +17,7 @@ from .job import EditJob
 from .links import Link, LinkSigner
 from .outputs import ImageFactory, JobResult
 from .providers import Provider, ResponseContext
-from .providers.base import header_list
-from .responses import json_response
+from .responses import header_list, json_response
 from .settings import Settings
 
 
@@ -31,6 +30,8 @@ class EditEndpoint:
         self.settings = settings
         self.factory = factory
         self.signer = signer
+        # The provider's documented lifetime, unless the user set one.
+        self.link_lifetime = provider.link_lifetime if settings.url_lifetime is None else settings.url_lifetime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handle(Request(scope, receive))
@@ -58,8 +59,7 @@ class EditEndpoint:
 
     def image_urls(self, request: Request, job: EditJob, result: JobResult, created: int) -> list[str]:
         """The mock's own links to the job's images, valid for the provider's lifetime."""
-        lifetime = job.link_lifetime if self.settings.url_lifetime is None else self.settings.url_lifetime
-        link = Link(result.images[0].spec, self.provider.name, created + lifetime, count=len(result.images))
+        link = Link(result.images[0].spec, self.provider.name, created + self.link_lifetime, count=len(result.images))
         base_url = self.settings.public_base_url or origin(request)
         return [f"{base_url}/files/{token}.png" for token in self.signer.tokens(link)]
 

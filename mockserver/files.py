@@ -9,7 +9,7 @@ from .errors import ApiError
 from .links import LinkError, LinkSigner
 from .outputs import ImageFactory
 from .providers import Provider
-from .responses import json_response
+from .responses import not_found
 from .settings import Settings
 
 
@@ -30,6 +30,10 @@ class FileEndpoint:
         provider = self.providers.get(link.provider)
         if provider is None:
             return not_found("No such image.")
+        # The default key is public, so a forged link must not be able to ask for a huge
+        # image: none is larger than the largest input image the provider takes.
+        if not 0 < link.spec.width * link.spec.height <= provider.image_rules.max_pixels:
+            return not_found("No such image: its size is out of range.")
         remaining = link.expires - self.settings.now()
         if remaining < 0:
             # Expired links of the real services answer 403, like an expired signed URL.
@@ -37,12 +41,3 @@ class FileEndpoint:
         png = await self.factory.fetch_png(link.spec)
         return Response(png, media_type="image/png", headers={"cache-control": f"private, max-age={remaining}"})
 
-
-def error_envelope(status: int, code: str, message: str) -> Response:
-    """For answers outside any provider's routes, the OpenAI-style envelope both share."""
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
-    return json_response(body, status)
-
-
-def not_found(message: str) -> Response:
-    return error_envelope(404, "not_found", message)

@@ -24,7 +24,6 @@ class SameAsInput:
 
 @dataclass(slots=True)
 class EditJob:
-    provider: str
     model: str
     prompt: str
     images: tuple[ImageReference, ...]
@@ -32,7 +31,6 @@ class EditJob:
     n: int
     size: tuple[int, int] | SameAsInput
     response_format: str
-    link_lifetime: int
     negative_prompt: str | None = None
     seed: int | None = None
     # Other parameters that would change a real model's output (strength, steps, ...).

@@ -23,8 +23,6 @@ FONT = ImageFont.load_default_imagefont()
 LINE_HEIGHT = 12
 CHAR_WIDTH = 6
 CAPTION_LIMIT = 160
-# No provider takes an input image over 50 megapixels, so no output is larger.
-MAX_PIXELS = 50_000_000
 # The pictures are runs of flat colour: run-length deflate is as small as the default
 # strategy and, at 512x512, several times faster.
 PNG_COMPRESS_TYPE = zlib.Z_RLE

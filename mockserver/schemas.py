@@ -20,7 +20,6 @@ import jsonschema_rs
 
 from .resources import data_dir
 
-SOURCES = ("doc", "upstream", "assumption")
 MESSAGE_LIMIT = 300
 
 

@@ -3,17 +3,18 @@ its own request, response and error shapes and the provider-neutral edit job."""
 
 from __future__ import annotations
 
-import json
+import base64
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.responses import Response
 
 from ..errors import ApiError
+from ..images import ImageRules
 from ..job import EditJob
-from ..outputs import JobResult
+from ..outputs import JobResult, OutputImage
+from ..responses import header_list, json_response
 from ..schemas import RequestSchema, load_schema
-from ..responses import json_response
 from ..settings import Settings
 
 
@@ -29,6 +30,10 @@ class ResponseContext:
 class Provider:
     name: ClassVar[str]
     path: ClassVar[str]
+    # Set by each provider from the x-image keyword of its request schema.
+    image_rules: ImageRules
+    # What goes before the base64 of a b64_json image.
+    b64_prefix: str = ""
 
     def __init__(self, settings: Settings) -> None:
         self.request_schema = RequestSchema(load_schema(self.name, "request"))
@@ -42,6 +47,12 @@ class Provider:
 
     def success_body(self, job: EditJob, result: JobResult, context: ResponseContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    def image_item(self, image: OutputImage, context: ResponseContext) -> dict[str, str]:
+        """``{"b64_json": ...}`` when the image is inline, else ``{"url": ...}``."""
+        if image.png is not None:
+            return {"b64_json": self.b64_prefix + base64.b64encode(image.png).decode()}
+        return {"url": context.image_urls[image.spec.index]}
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         """The OpenAI-style envelope both providers use; ``param`` differs between them."""
@@ -67,15 +78,3 @@ class Provider:
             headers["x-mock-violations"] = header_list(error.violations)
         return json_response(self.error_body(error, request_id), self.error_status(error.kind), headers)
 
-
-HEADER_LIMIT = 4096
-
-
-def header_list(items: list[str]) -> str:
-    """A JSON list safe to put in a header: ASCII only, and bounded in size."""
-    kept: list[str] = []
-    for item in items:
-        if len(json.dumps(kept + [item])) > HEADER_LIMIT:
-            break
-        kept.append(item)
-    return json.dumps(kept)

@@ -3,7 +3,6 @@ Qwen/Qwen-Image-Edit. The OpenAI SDK sends the edit fields through ``extra_body`
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from ..errors import ApiError
@@ -30,7 +29,6 @@ class Modelverse(Provider):
         options = {**self.request_schema.defaults, **body}
         seed = int(options["seed"])
         return EditJob(
-            provider=self.name,
             model=body["model"],
             prompt=body["prompt"],
             images=(parse_reference(body["image"], "image", self.image_rules),),
@@ -38,7 +36,6 @@ class Modelverse(Provider):
             n=int(options["n"]),
             size=self.output_size,
             response_format=options["response_format"],
-            link_lifetime=self.link_lifetime,
             negative_prompt=body.get("negative_prompt"),
             seed=None if seed == RANDOM_SEED else seed,
             options={
@@ -49,12 +46,7 @@ class Modelverse(Provider):
         )
 
     def success_body(self, job: EditJob, result: JobResult, context: ResponseContext) -> dict[str, Any]:
-        data = [
-            {"b64_json": self.b64_prefix + base64.b64encode(image.png).decode()}
-            if image.png is not None
-            else {"url": context.image_urls[image.spec.index]}
-            for image in result.images
-        ]
+        data = [self.image_item(image, context) for image in result.images]
         return {"created": context.created, "data": data, "usage": {"input_tokens_details": {}}}
 
     def error_param(self, error: ApiError, request_id: str) -> str:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from ..errors import ApiError
@@ -13,6 +12,7 @@ from ..job import EditJob, SizeRules, parse_size
 from ..outputs import JobResult
 from ..settings import Settings
 from .base import Provider, ResponseContext
+
 
 class Powertokens(Provider):
     name = "powertokens"
@@ -33,7 +33,6 @@ class Powertokens(Provider):
             if "image" in item
         )
         return EditJob(
-            provider=self.name,
             model=body["model"],
             prompt=prompt,
             images=images,
@@ -41,7 +40,6 @@ class Powertokens(Provider):
             n=int(options["n"]),
             size=parse_size(options["size"], "size", self.size_rules),
             response_format=options["response_format"],
-            link_lifetime=self.link_lifetime,
             negative_prompt=body.get("negative_prompt"),
             seed=int(body["seed"]) if "seed" in body else None,
             options={"watermark": options["watermark"], "prompt_extend": options["prompt_extend"]},
@@ -51,11 +49,7 @@ class Powertokens(Provider):
         data = []
         revised = revised_prompt(job.prompt) if job.options["prompt_extend"] else None
         for image in result.images:
-            item = (
-                {"b64_json": base64.b64encode(image.png).decode()}
-                if image.png is not None
-                else {"url": context.image_urls[image.spec.index]}
-            )
+            item = self.image_item(image, context)
             if revised is not None:
                 item["revised_prompt"] = revised
             data.append(item)
