@@ -82,8 +82,12 @@ def breaks_only(body: Any, rule: Rule, strict: bool) -> bool:
     errors = schema_errors(body, rule.provider, strict)
     if rule.kind == "schema":
         wanted = expected_validators(rule)
-        return bool(errors) and all(
-            path == rule.instance_path and keyword in wanted and schema_path == rule.schema_path
+        # A value of the wrong type cannot also be one of an enum's (kept in an allOf to carry
+        # its own x-error); the type error is the one the server must report.
+        implied = {"enum", "const"} if rule.keyword == "type" else set()
+        return any(keyword in wanted and schema_path == rule.schema_path for _, keyword, schema_path in errors) and all(
+            path == rule.instance_path
+            and ((keyword in wanted and schema_path == rule.schema_path) or keyword in implied)
             for path, keyword, schema_path in errors
         )
     if errors:

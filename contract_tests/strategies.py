@@ -158,6 +158,12 @@ class Builder:
         node = resolve(self.root, node)
         if node is True or node == {}:
             return st.none()
+        if "allOf" in node and node.get("type") != "array":
+            # A scalar's allOf only narrows it (an enum kept apart to carry its own x-error).
+            merged = {k: v for k, v in node.items() if k != "allOf"}
+            for part in node["allOf"]:
+                merged.update(resolve(self.root, part))
+            return self.build(merged)
         if "const" in node:
             return st.just(node["const"])
         if "enum" in node:

@@ -122,7 +122,13 @@ def numeric_ranges(provider: str) -> dict[str, tuple[str, float, float]]:
 
 
 def enums(provider: str) -> dict[str, list[Any]]:
-    return {name: prop["enum"] for name, prop in REQUEST_SCHEMAS[provider]["properties"].items() if "enum" in prop}
+    """Each property's enum, also where it sits in an ``allOf`` (to carry its own error kind)."""
+    found = {}
+    for name, prop in REQUEST_SCHEMAS[provider]["properties"].items():
+        for node in [prop, *prop.get("allOf", [])]:
+            if "enum" in node:
+                found[name] = node["enum"]
+    return found
 
 
 NUMBER_STEP = 0.001
@@ -261,9 +267,15 @@ def test_powertokens_unknown_model_is_invalid_parameter(client, value):
     assert error["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("value", ["qwen-image-2.0-pro", "qwen/qwen-image-edit", "Qwen/Qwen-Image-Edit-2509", "", 1])
+@pytest.mark.parametrize("value", ["qwen-image-2.0-pro", "qwen/qwen-image-edit", "Qwen/Qwen-Image-Edit-2509", ""])
 def test_modelverse_unknown_model_is_model_error(client, value):
     assert_rejected(post(client, MV, with_field(MV, "model", value)), MV, "model", code="model_error")
+
+
+@pytest.mark.parametrize("value", [5, None, True, ["Qwen/Qwen-Image-Edit"], {"name": "Qwen/Qwen-Image-Edit"}])
+def test_modelverse_model_of_the_wrong_type_is_param_error(client, value):
+    """model_error means an unknown model; a model that is not a string is a bad parameter."""
+    assert_rejected(post(client, MV, with_field(MV, "model", value)), MV, "model", code="param_error")
 
 
 # ---------------------------------------------------------------------- powertokens size
