@@ -23,10 +23,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .body import read_body
+from .errors import ApiError
+from .formats import bearer_token, whole_number
 from .journal import Journal
 from .responses import error_envelope, header_list, json_response
-from .scenarios import ScenarioBook, ScenarioError
+from .scenarios import MAX_SCENARIOS, ScenarioBook, ScenarioError
 from .settings import Settings
+
+# Scenarios are small: a thousand of them fit in a tenth of this.
+ADMIN_BODY_LIMIT = 1024 * 1024
 
 
 class AdminError(Exception):
@@ -77,15 +83,12 @@ class Admin:
         expected = self.settings.admin_token
         if not expected:
             return
-        given = request.headers.get("x-mock-admin-token")
-        if given is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            given = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+        given = request.headers.get("x-mock-admin-token") or bearer_token(request.headers.get("authorization"))
         if given is None:
             raise AdminError(401, "admin_token_required",
                              "The /__mock/ endpoints need the admin token: Authorization: Bearer <token> "
                              "or X-Mock-Admin-Token: <token>.")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
             raise AdminError(403, "admin_token_invalid", "Wrong admin token for the /__mock/ endpoints.")
 
     async def scenarios_list(self, request: Request) -> tuple[int, dict[str, Any]]:
@@ -95,10 +98,21 @@ class Admin:
 
     async def scenarios_add(self, request: Request) -> tuple[int, dict[str, Any]]:
         try:
-            spec = orjson.loads(await request.body())
+            raw = await read_body(request, ADMIN_BODY_LIMIT, self.settings.read_timeout)
+        except ApiError as error:
+            status = {"body_too_large": 413, "timeout": 408}.get(error.kind, 400)
+            raise AdminError(status, error.kind, error.message) from None
+        try:
+            spec = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             raise AdminError(400, "invalid_scenario", f"The body is not valid JSON: {error}.") from None
         specs = spec if isinstance(spec, list) else [spec]
+        room = self.scenarios.room
+        if len(specs) > room:
+            # Refused before a single one is built.
+            raise AdminError(400, "invalid_scenario",
+                             f"The mock holds at most {MAX_SCENARIOS} scenarios and has room for {room} more; "
+                             f"this body has {len(specs)}. Delete some first.")
         try:
             added = self.scenarios.add(*specs)
         except ScenarioError as error:
@@ -121,13 +135,13 @@ class Admin:
         if provider is not None and provider not in self.scenarios.providers:
             raise AdminError(400, "invalid_filter",
                              f"provider must be one of {', '.join(sorted(self.scenarios.providers))}.")
-        limit = params.get("limit")
-        if limit is not None and not limit.isdigit():
-            raise AdminError(400, "invalid_filter", "limit must be a non-negative integer.")
+        limit_text = params.get("limit")
+        limit = None if limit_text is None else whole_number(limit_text)
+        if limit_text is not None and limit is None:
+            raise AdminError(400, "invalid_filter", "limit must be a whole number written with the digits 0-9.")
         if self.journal is None:
             return 200, {"requests": [], "cap": 0, "dropped": 0}
-        entries = self.journal.entries(provider=provider, session=params.get("session"),
-                                       limit=None if limit is None else int(limit))
+        entries = self.journal.entries(provider=provider, session=params.get("session"), limit=limit)
         return 200, {"requests": entries, "cap": self.journal.cap, "dropped": self.journal.dropped}
 
     async def requests_clear(self, request: Request) -> tuple[int, dict[str, Any]]:

@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     # Test controls (faults, scenarios, chaos, latency, journal): see control.py. The journal
     # is kept only when someone can read it.
-    journal = Journal(settings.journal_cap) if settings.journal_cap and not settings.disable_admin else None
+    journal = (Journal(settings.journal_cap, settings.journal_max_bytes)
+               if settings.journal_cap and not settings.disable_admin else None)
     scenarios = ScenarioBook(provider.name for provider in providers)
     if not settings.disable_admin:
         routes += Admin(settings, journal, scenarios).routes()
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = MockStarlette(
         front=front, routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}
     )
+    # /v1/images/edits/ is not the endpoint: a JSON 404 says so, a redirect would not.
+    app.router.redirect_slashes = False
     app.state.journal = journal
     app.state.scenarios = scenarios
     return app

@@ -1,25 +1,40 @@
-"""Reading a request body with a hard size limit, and parsing it as a JSON object."""
+"""Reading a request body within a size limit and a deadline, and parsing it as a JSON object."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 
 from .errors import ApiError
+from .formats import exceeds
+
+# Content types that are certainly not JSON. Anything else is parsed: curl's ``-d`` sends JSON
+# as application/x-www-form-urlencoded, and the real gateways read such bodies as JSON too.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError("body_too_large", f"Request body is larger than the limit of {limit} bytes.")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to exceed ``limit``: nothing past it is buffered."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit`` (nothing past it is
+    buffered), or 408 if it has not all arrived within ``timeout`` seconds."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and exceeds(declared, limit):
         raise _too_large(limit)
+    try:
+        with anyio.fail_after(timeout):
+            return await _receive_body(request, limit)
+    except TimeoutError:
+        raise ApiError("timeout", f"The request body did not arrive within {timeout:g} s.") from None
+
+
+async def _receive_body(request: Request, limit: int) -> bytes:
     # Straight from ASGI messages: Starlette's request.stream() costs more than the whole
     # of reading a small body this way.
     chunks, size, more = [], 0, True
@@ -42,25 +57,34 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes, content_type: str | None, hint: str) -> dict[str, Any]:
+    """The body as a JSON object; a 400 that says how to send one (``hint``) otherwise."""
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as error:
         # orjson refuses integers beyond 64 bits, which are valid JSON (and then out of
         # range for a field, which deserves that message); the standard parser decides.
-        body = _parse_slowly(raw)
+        body = _parse_slowly(raw, content_type, hint, error)
     if not isinstance(body, dict):
-        raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}.")
+        raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}. {hint}")
     return body
 
 
-def _parse_slowly(raw: bytes) -> Any:
+def _parse_slowly(raw: bytes, content_type: str | None, hint: str, first_error: Exception) -> Any:
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        raise ApiError("invalid_json", f"This endpoint takes a JSON body, not multipart/form-data. {hint}")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
         # The standard parser accepts lone surrogates ("\ud800"), which are not text.
         json.dumps(body, ensure_ascii=False).encode()
         return body
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError("invalid_json", f"Request body is not valid JSON: {exc}.") from None
+    except UnicodeError:
+        reason = "it is not UTF-8 text"
+    except ValueError:
+        # orjson's reason names a position, never the body's bytes (which may be an image).
+        reason = str(first_error)
     except RecursionError:
         raise ApiError("invalid_json", "Request body is nested too deeply.") from None
+    sent = f" (sent as {media_type})" if media_type in FORM_TYPES else ""
+    raise ApiError("invalid_json", f"Request body is not valid JSON{sent}: {reason}. {hint}") from None

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         env = f.metadata["env"]
         help_text = f"{f.metadata['help']} [env {env}]"
         if f.type in ("bool", bool):
-            serve.add_argument(_flag_name(f.name), dest=env, action="store_const", const="1", help=help_text)
+            serve.add_argument(_flag_name(f.name), dest=env, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             serve.add_argument(_flag_name(f.name), dest=env, metavar=f.name.upper(),
                                choices=f.metadata.get("choices"), help=help_text)
@@ -49,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        from .protocol import BoundedHttpToolsProtocol
+
         for f in fields(Settings):
             value = getattr(args, f.metadata["env"])
+            if isinstance(value, bool):
+                value = "1" if value else "0"
             if value is not None:
                 os.environ[f.metadata["env"]] = value
         try:
@@ -58,5 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             parser.error(str(error))
         uvicorn.run("mockserver.app:create_app", factory=True, host=args.host, port=args.port,
-                    log_level=args.log_level, workers=settings.workers)
+                    log_level=args.log_level, workers=settings.workers, http=BoundedHttpToolsProtocol,
+                    timeout_graceful_shutdown=settings.shutdown_timeout)
     return 0

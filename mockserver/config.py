@@ -8,7 +8,8 @@
 
 Keys are the settings' names (``api_keys`` or ``api-keys``). When the file has a
 ``[tool.qwen-image-mock]`` table, that table is read instead, so the settings can live in
-``pyproject.toml``. Flags and ``QWEN_MOCK_*`` variables override the file.
+``pyproject.toml`` (a ``pyproject.toml`` without the table sets nothing). Flags and
+``QWEN_MOCK_*`` variables override the file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+# Tables of a pyproject.toml: a file holding one is a project file, whose other tables are
+# not the mock's.
+PROJECT_TABLES = frozenset({"project", "build-system", "tool"})
+
+
+def settings_table(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``[tool.qwen-image-mock]`` table, or the whole file if it is not a project file; a
+    project file without the table sets nothing."""
+    tool = data.get("tool")
+    if isinstance(tool, dict) and isinstance(tool.get("qwen-image-mock"), dict):
+        return tool["qwen-image-mock"]
+    return {} if PROJECT_TABLES & set(data) else data
+
+
 def read_config(path: str, settings_fields: Iterable[Field]) -> dict[str, Any]:
     """The settings a config file sets, parsed; ``ValueError`` naming the file and the key."""
     try:
@@ -39,7 +54,7 @@ def read_config(path: str, settings_fields: Iterable[Field]) -> dict[str, Any]:
         raise ValueError(f"config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config file {path}: not valid TOML: {error}") from None
-    table = data.get("tool", {}).get("qwen-image-mock", data) if isinstance(data.get("tool"), dict) else data
+    table = settings_table(data)
     by_name = {f.name: f for f in settings_fields if f.name != "config"}
     values: dict[str, Any] = {}
     for key, value in table.items():

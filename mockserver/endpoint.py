@@ -40,8 +40,10 @@ class EditEndpoint:
     async def handle(self, request: Request) -> Response:
         request_id: str = request.scope["state"]["request_id"]
         try:
-            authenticate(request.headers, self.settings.api_keys)
-            body = parse_json_object(await read_body(request, self.settings.max_body_bytes))
+            headers = request.headers
+            authenticate(headers.get("authorization"), self.settings.api_keys)
+            raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout)
+            body = parse_json_object(raw, headers.get("content-type"), self.provider.body_hint)
             warnings = self.validate(body)
             job = self.provider.to_job(body)
             result = await self.factory.complete(job, self.settings.strict)

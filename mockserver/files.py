@@ -31,8 +31,8 @@ class FileEndpoint:
         if provider is None:
             return not_found("No such image.")
         # The default key is public, so a forged link must not be able to ask for a huge
-        # image: none is larger than the largest input image the provider takes.
-        if not 0 < link.spec.width * link.spec.height <= provider.image_rules.max_pixels:
+        # image: none is larger than the largest the provider answers with.
+        if not provider.output_bounds.admits(link.spec.width, link.spec.height):
             return not_found("No such image: its size is out of range.")
         remaining = link.expires - self.settings.now()
         if remaining < 0:

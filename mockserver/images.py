@@ -13,16 +13,24 @@ import binascii
 import hashlib
 import io
 import re
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from .errors import invalid_parameter
+from .formats import data_uri
 
-DATA_URI = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+# A large JPEG is decoded at 1/8 scale (libjpeg still reads, and so checks, the whole
+# stream): its colours are all the mock draws from it.
+JPEG_DRAFT_PIXELS = 4_000_000
+# The colours are summarised from at most this many pixels per side.
+SUMMARY_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,10 @@ class DecodedImage:
 
 def parse_reference(value: str, param: str, rules: ImageRules) -> ImageReference:
     """Classify an image string; cheap, so it runs on the event loop."""
-    if DATA_URI.match(value):
+    uri = data_uri(value)
+    if uri is not None and uri.media_type is not None and uri.media_type.startswith("image/"):
         if rules.data_uri:
-            return ImageReference(param, encoded=value[value.index(",") + 1 :])
+            return ImageReference(param, encoded=value[uri.payload_start :])
     else:
         scheme = SCHEME.match(value)
         if scheme is None:
@@ -108,6 +117,35 @@ def decode_inline(reference: ImageReference, rules: ImageRules, strict: bool) ->
     return decode_image(param, data, rules, strict)
 
 
+class PixelBudget:
+    """How many decoded pixels may be held at once, across the threads decoding images: a
+    50-megapixel input costs ~200 MB while it is decoded, and the number of threads grows
+    with the machine's cores; the budget does not. An image waits for room, not a retry."""
+
+    def __init__(self, pixels: int) -> None:
+        self.capacity = pixels
+        self.free = pixels
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.capacity)
+        with self._condition:
+            while self.free < pixels:
+                self._condition.wait()
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.free += pixels
+                self._condition.notify_all()
+
+
+# Room for one image at the bomb guard's limit and small ones beside it.
+DECODE_BUDGET = PixelBudget(64_000_000)
+
+
 def decode_image(param: str, data: bytes, rules: ImageRules, strict: bool) -> DecodedImage:
     """Check image bytes (inline, or fetched from an allowed URL) are a real, accepted image."""
     if len(data) > rules.max_bytes:
@@ -130,12 +168,15 @@ def decode_image(param: str, data: bytes, rules: ImageRules, strict: bool) -> De
             # Decided from the header alone, before a single pixel is decoded.
             if width * height > rules.max_pixels:
                 raise _bomb(param, rules)
-            try:
-                image.load()
-                palette = _palette(image)
-            except Exception:
-                raise invalid_parameter(param, f"image data could not be decoded as {image.format}") from None
             image_format = image.format or "unknown"
+            if image_format == "JPEG" and width * height > JPEG_DRAFT_PIXELS:
+                image.draft("RGB", (width // 8, height // 8))
+            try:
+                with DECODE_BUDGET.hold(image.width * image.height):
+                    image.load()
+                    palette = _palette(image)
+            except Exception:
+                raise invalid_parameter(param, f"image data could not be decoded as {image_format}") from None
 
     warning = None
     if min(width, height) < rules.recommended_min_side or max(width, height) > rules.recommended_max_side:
@@ -162,5 +203,11 @@ def _bomb(param: str, rules: ImageRules):
 
 def _palette(image: Image.Image) -> tuple[str, ...]:
     """Four colours summarising the image's quadrants, drawn on the output."""
-    quadrants = image.convert("RGB").resize((2, 2), Image.Resampling.BOX)
+    if image.mode != "RGB":
+        if max(image.size) > SUMMARY_SIDE:
+            # Sampled before converting: a converted copy of a large image would double its cost.
+            image = image.resize((min(image.width, SUMMARY_SIDE), min(image.height, SUMMARY_SIDE)),
+                                 Image.Resampling.NEAREST)
+        image = image.convert("RGB")
+    quadrants = image.resize((2, 2), Image.Resampling.BOX)
     return tuple("#%02x%02x%02x" % quadrants.getpixel((x, y)) for y in (0, 1) for x in (0, 1))

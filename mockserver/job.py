@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,43 @@ SEED_LIMIT = 2**31
 
 
 @dataclass(frozen=True)
+class OutputBounds:
+    """The largest images a provider answers with: a pixel total and, where it has one, a
+    limit on the aspect ratio. Every image the mock draws, and every link it serves (a
+    forged one too), is within its provider's bounds."""
+
+    max_pixels: int
+    max_aspect_ratio: int | None = None
+
+    def admits(self, width: int, height: int) -> bool:
+        if width < 1 or height < 1 or width * height > self.max_pixels:
+            return False
+        ratio = self.max_aspect_ratio
+        return ratio is None or (width <= height * ratio and height <= width * ratio)
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """``width`` x ``height`` with its aspect ratio clamped (shortening the long side), then
+        scaled down, keeping that ratio, to at most ``max_pixels``."""
+        width, height = self._clamp_ratio(width, height)
+        if width * height > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (width * height))
+            width, height = self._clamp_ratio(max(1, int(width * scale)), max(1, int(height * scale)))
+            while width * height > self.max_pixels:  # float rounding, at most a step or two
+                width, height = (width - 1, height) if width >= height else (width, height - 1)
+        return width, height
+
+    def _clamp_ratio(self, width: int, height: int) -> tuple[int, int]:
+        ratio = self.max_aspect_ratio
+        return (width, height) if ratio is None else (min(width, height * ratio), min(height, width * ratio))
+
+
+@dataclass(frozen=True)
 class SameAsInput:
-    """Output size follows the first inline input image; ``fallback`` when there is none."""
+    """Output size follows the first inline input image, fitted into the provider's bounds;
+    ``fallback`` when there is none."""
 
     fallback: tuple[int, int]
+    bounds: OutputBounds
 
 
 @dataclass(slots=True)

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from .render import RenderSpec
+from .formats import whole_number
+from .render import INDEX_LIMIT, RenderSpec
 
 SIGNATURE_BYTES = 16
+# Links expire; a date past any plausible lifetime (year 2286) is not one the mock issued.
+MAX_EXPIRES = 10**10
 
 
 class LinkError(Exception):
@@ -61,8 +64,9 @@ class LinkSigner:
 
     def verify(self, token: str) -> Link:
         """The link to one image a token stands for; ``LinkError`` if it was not issued
-        with this key."""
-        encoded, signature, offset = (token.split(".", 2) + ["", ""])[:3]
+        with this key or does not hold together (the default key is public: a signature
+        proves nothing, so the payload is checked as strictly as a request body)."""
+        encoded, signature, offset_text = (token.split(".", 2) + ["", ""])[:3]
         try:
             payload, given = _unb64(encoded), _unb64(signature)
         except (binascii.Error, ValueError):
@@ -74,7 +78,10 @@ class LinkSigner:
             first = RenderSpec.from_list(spec)
         except (ValueError, TypeError):
             raise LinkError("malformed link") from None
-        if not (offset.isdigit() and int(offset) < int(count)):
+        if not (isinstance(provider, str) and type(expires) is int and 0 <= expires <= MAX_EXPIRES
+                and type(count) is int and 1 <= count <= INDEX_LIMIT - first.index):
+            raise LinkError("malformed link")
+        offset = whole_number(offset_text, maximum=count - 1)
+        if offset is None:
             raise LinkError("no such image in this link")
-        spec = first._replace(index=first.index + int(offset))
-        return Link(spec=spec, provider=str(provider), expires=int(expires))
+        return Link(spec=first._replace(index=first.index + offset), provider=provider, expires=expires)

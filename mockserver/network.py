@@ -48,15 +48,6 @@ def server_transport(scope: Scope) -> Any | None:
     return transport if hasattr(transport, "abort") and hasattr(transport, "get_extra_info") else None
 
 
-async def drain(receive: Receive) -> None:
-    """Read the rest of the request body, so the client has finished sending when we misbehave."""
-    message: Message = {"more_body": True}
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def wait_for_disconnect(receive: Receive) -> None:
     # The server notices the closed connection on its next loop turn; returning only then
     # keeps it from answering 500 (or logging) on a connection that is already gone.
@@ -64,43 +55,20 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def delay(receive: Receive, seconds: float, limit: int) -> tuple[Receive, bool]:
+async def pause(receive: Receive, seconds: float) -> bool:
     """Wait ``seconds`` before answering, unless the client goes away first (a client that
-    timed out should not keep the server busy, nor its shutdown waiting). Noticing that
-    means reading the request first; the returned ``receive`` gives the app what was read.
-    Also returns whether the client is still there."""
-    read: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        read.append(message)
-        if message["type"] == "http.disconnect":
-            return replay(read, receive), False
-        size += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-        if size > limit:  # the endpoint will refuse it: no need to hold it all
-            await anyio.sleep(seconds)
-            return replay(read, receive), True
-    present = True
+    timed out must not keep the server busy, nor hold what its request cost). Whatever is
+    left of the request body is read and dropped meanwhile. Returns whether the client is
+    still there."""
     with anyio.move_on_after(seconds):
         await wait_for_disconnect(receive)
-        present = False
-    return replay(read, receive), present
-
-
-def replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
+        return False
+    return True
 
 
 async def reset(scope: Scope, receive: Receive) -> None:
-    """Drop the connection without a response, with a TCP reset (SO_LINGER 0)."""
-    await drain(receive)
+    """Drop the connection without a response, with a TCP reset (SO_LINGER 0). The caller
+    has read the request body: the client has finished sending."""
     transport = server_transport(scope)
     if transport is None:
         raise SimulatedNetworkFault("fault reset: the connection was reset by the mock")

@@ -10,12 +10,10 @@ import anyio
 import anyio.to_thread
 
 from .cache import PngCache
-from .fetch import fetch_image, is_allowed
+from .fetch import AllowedHost, allowed_url, fetch_image
 from .images import DecodedImage, decode_image, decode_inline
 from .job import EditJob, SameAsInput, effective_seed, fingerprint
-from .render import CAPTION_LIMIT, RenderSpec, render_image
-
-PALETTE_LIMIT = 8
+from .render import CAPTION_LIMIT, PALETTE_LIMIT, RenderSpec, render_image
 
 
 @dataclass(slots=True)
@@ -40,7 +38,8 @@ class JobResult:
 class ImageFactory:
     """Does the CPU-bound work off the event loop, a bounded number of images at a time."""
 
-    def __init__(self, cache_bytes: int, fetch_hosts: frozenset[str] = frozenset(), threads: int | None = None) -> None:
+    def __init__(self, cache_bytes: int, fetch_hosts: frozenset[AllowedHost] = frozenset(),
+                 threads: int | None = None) -> None:
         self.cache = PngCache(cache_bytes)
         self.fetch_hosts = fetch_hosts
         self.threads = threads or os.cpu_count() or 2
@@ -62,30 +61,36 @@ class ImageFactory:
         return cached if cached is not None else await self._in_thread(self.png, spec)
 
     async def complete(self, job: EditJob, strict: bool) -> JobResult:
+        fetched = await self.fetch_inputs(job, job.image_rules.max_bytes)
         # A hop to a worker thread costs ~150 µs; pay it only when there is real work.
-        if job.has_inline_images or job.response_format == "b64_json" or self._fetches(job):
-            return await self._in_thread(self.complete_now, job, strict)
-        return self.complete_now(job, strict)
+        if job.has_inline_images or fetched or job.response_format == "b64_json":
+            return await self._in_thread(self.complete_now, job, strict, fetched)
+        return self.complete_now(job, strict, fetched)
 
-    def _fetches(self, job: EditJob) -> bool:
-        return bool(self.fetch_hosts) and any(ref.url and is_allowed(ref.url, self.fetch_hosts) for ref in job.images)
+    async def fetch_inputs(self, job: EditJob, max_bytes: int) -> dict[str, bytes]:
+        """The bytes of the URL inputs whose hosts the user allowed, downloaded on the event loop."""
+        return {
+            ref.param: await fetch_image(ref.url, ref.param, max_bytes)
+            for ref in job.images
+            if ref.url is not None and allowed_url(ref.url, ref.param, self.fetch_hosts)
+        }
 
-    def decode_inputs(self, job: EditJob, strict: bool) -> dict[str, DecodedImage]:
-        """The input images that can be seen: inline ones, and URLs of allowed hosts."""
+    def decode_inputs(self, job: EditJob, strict: bool, fetched: dict[str, bytes]) -> dict[str, DecodedImage]:
+        """The input images that can be seen: inline ones, and those fetched."""
         decoded = {}
         for ref in job.images:
             if ref.is_inline:
                 decoded[ref.param] = decode_inline(ref, job.image_rules, strict)
-            elif self.fetch_hosts and is_allowed(ref.url, self.fetch_hosts):
-                data = fetch_image(ref.url, ref.param, job.image_rules.max_bytes)
-                decoded[ref.param] = decode_image(ref.param, data, job.image_rules, strict)
+            elif ref.param in fetched:
+                decoded[ref.param] = decode_image(ref.param, fetched[ref.param], job.image_rules, strict)
         return decoded
 
-    def complete_now(self, job: EditJob, strict: bool) -> JobResult:
-        decoded = self.decode_inputs(job, strict)
+    def complete_now(self, job: EditJob, strict: bool, fetched: dict[str, bytes]) -> JobResult:
+        decoded = self.decode_inputs(job, strict, fetched)
         inputs = list(decoded.values())
         if isinstance(job.size, SameAsInput):
-            width, height = (inputs[0].width, inputs[0].height) if inputs else job.size.fallback
+            size = job.size
+            width, height = size.bounds.fit(inputs[0].width, inputs[0].height) if inputs else size.fallback
         else:
             width, height = job.size
         identities = [decoded[ref.param].digest if ref.param in decoded else ref.url for ref in job.images]

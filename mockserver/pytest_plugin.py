@@ -118,6 +118,7 @@ class MockServer:
         import uvicorn
 
         from .app import create_app
+        from .protocol import BoundedHttpToolsProtocol
 
         self.settings = settings
         self.app = create_app(settings)
@@ -125,7 +126,9 @@ class MockServer:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", http=BoundedHttpToolsProtocol.for_settings(settings),
+            timeout_graceful_shutdown=settings.shutdown_timeout))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name="qwen-image-mock", daemon=True)
 

@@ -13,16 +13,28 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import re
 import textwrap
 import zlib
 from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .job import SEED_LIMIT
+
 FONT = ImageFont.load_default_imagefont()
 LINE_HEIGHT = 12
 CHAR_WIDTH = 6
+# What a spec may carry; links carry specs, so these also bound what a forged link can ask for.
 CAPTION_LIMIT = 160
+MODEL_LIMIT = 100
+PALETTE_LIMIT = 8
+INDEX_LIMIT = 64
+FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+COLOUR = re.compile(r"#[0-9a-f]{6}")
+# The caption panel spans at most this many pixels (before scaling): a 4194304x1 image needs
+# no panel of that width.
+PANEL_MAX_WIDTH = 1024
 # The pictures are runs of flat colour: run-length deflate is as small as the default
 # strategy and, at 512x512, several times faster.
 PNG_COMPRESS_TYPE = zlib.Z_RLE
@@ -46,10 +58,32 @@ class RenderSpec(NamedTuple):
         return [*self[:-1], list(self.palette)]
 
     @classmethod
-    def from_list(cls, data: list) -> RenderSpec:
+    def from_list(cls, data: object) -> RenderSpec:
+        """A spec from ``as_list``'s form, checked as strictly as a request body (a link that
+        carries it may be forged); ``ValueError`` for anything else. The size is checked by
+        whoever knows the bounds."""
+        if not (isinstance(data, list) and len(data) == 8):
+            raise ValueError("a render spec is a list of 8 values")
         width, height, seed, index, fingerprint, caption, model, palette = data
-        return cls(int(width), int(height), int(seed), int(index), str(fingerprint), str(caption), str(model),
-                   tuple(str(colour) for colour in palette))
+        if not (_whole(width, 1, 2**31) and _whole(height, 1, 2**31)):
+            raise ValueError("width and height must be positive integers")
+        if not (_whole(seed, 0, SEED_LIMIT - 1) and _whole(index, 0, INDEX_LIMIT - 1)):
+            raise ValueError("seed or index out of range")
+        if not (isinstance(fingerprint, str) and FINGERPRINT.fullmatch(fingerprint)):
+            raise ValueError("fingerprint must be 16 hex digits")
+        if not (isinstance(caption, str) and len(caption) <= CAPTION_LIMIT):
+            raise ValueError(f"caption must be a string of at most {CAPTION_LIMIT} characters")
+        if not (isinstance(model, str) and 0 < len(model) <= MODEL_LIMIT):
+            raise ValueError(f"model must be a string of 1 to {MODEL_LIMIT} characters")
+        if not (isinstance(palette, list) and len(palette) <= PALETTE_LIMIT
+                and all(isinstance(c, str) and COLOUR.fullmatch(c) for c in palette)):
+            raise ValueError(f"palette must be at most {PALETTE_LIMIT} colours written #rrggbb")
+        return cls(width, height, seed, index, fingerprint, caption, model, tuple(palette))
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    # bool is an int in Python, not in JSON
+    return type(value) is int and low <= value <= high
 
 
 def _rng(spec: RenderSpec) -> random.Random:
@@ -92,13 +126,13 @@ def drawable(text: str) -> str:
 def _caption_panel(spec: RenderSpec, scale: int, palette: list[int]) -> Image.Image:
     """Seed and index first, then the prompt and the model, in at most half the height,
     so that a small image still shows what tells it apart and some of its picture."""
-    columns = max(4, spec.width // scale // CHAR_WIDTH - 2)
+    columns = max(4, min(PANEL_MAX_WIDTH, spec.width // scale) // CHAR_WIDTH - 2)
     lines = [f"seed {spec.seed}  image {spec.index + 1}  {spec.width}x{spec.height}"]
     lines += textwrap.wrap(drawable(spec.caption), columns, max_lines=3, placeholder="...")
     lines.append(spec.model)
     room = max(1, (spec.height // 2 // scale - 6) // LINE_HEIGHT)
     lines = lines[:room]
-    panel = Image.new("P", (max(1, -(-spec.width // scale)), LINE_HEIGHT * len(lines) + 6), 1)
+    panel = Image.new("P", (max(1, min(PANEL_MAX_WIDTH, -(-spec.width // scale))), LINE_HEIGHT * len(lines) + 6), 1)
     panel.putpalette(palette)
     draw = ImageDraw.Draw(panel)
     for row, line in enumerate(lines):

@@ -117,6 +117,11 @@ class ScenarioBook:
     def __bool__(self) -> bool:
         return bool(self._scenarios)
 
+    @property
+    def room(self) -> int:
+        """How many more scenarios may be added."""
+        return MAX_SCENARIOS - len(self._scenarios)
+
     def add(self, *specs: object) -> list[Scenario]:
         """Add scenarios from their JSON specs: all of them, or none if one is invalid."""
         parsed = [self.parse(spec) for spec in specs]

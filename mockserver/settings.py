@@ -1,27 +1,57 @@
 """What a user can set: from CLI flags, ``QWEN_MOCK_*`` environment variables, or a TOML
-config file, in that order of precedence."""
+config file, in that order of precedence. Every value is checked when the settings are
+made, so a bad one stops the mock at start-up with a message naming it, never a failing
+request later."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import read_config
-from .faults import FAULT_NAMES, check_latency, parse_latency
+from .faults import FAULT_NAMES, MAX_RETRY_AFTER_MS, check_latency, parse_latency
+from .fetch import AllowedHost, parse_hosts
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+DAY = 24 * 3600
 
 # Signing key for image links. Links are signed so that any mock process (another worker,
 # or the same one after a restart) can serve a link it never saw; the key is not a secret
 # worth protecting in a mock, but can be set so two deployments do not accept each other's.
 DEFAULT_URL_SECRET = "qwen-image-mock"
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
 
 def _flag(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"must be one of {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))}, not {text!r}")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"must be a whole number, not {text[:40]!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"must be a number, not {text[:40]!r}") from None
 
 
 def _keys(text: str) -> frozenset[str]:
@@ -32,149 +62,145 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _base_url(text: str) -> str:
+    """``http(s)://host[:port][/prefix]``, without a trailing slash: links are the base plus
+    ``/files/...``."""
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a URL: {error}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"must be an http(s) URL with a host and no query, such as http://mock:8000, not {text!r}")
+    return text.strip().rstrip("/")
+
+
 DEFAULT_CHAOS_FAULTS = ("rate_limit", "server_error", "overloaded", "timeout")
+
+
+def setting(default: Any, env: str, parse: Any, help: str, **more: Any) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "help": help, **more})
 
 
 @dataclass(frozen=True)
 class Settings:
-    api_keys: frozenset[str] = field(
-        default=frozenset(),
-        metadata={"env": "QWEN_MOCK_API_KEYS", "parse": _keys,
-                  "help": "comma-separated bearer tokens to accept; empty accepts any non-empty token"},
-    )
-    strict: bool = field(
-        default=False,
-        metadata={"env": "QWEN_MOCK_STRICT", "parse": _flag,
-                  "help": "reject unknown fields, over-long prompts and images outside the recommended "
-                          "384-3072 px per side, which are otherwise accepted with a warning"},
-    )
-    frozen_time: int | None = field(
-        default=None,
-        metadata={"env": "QWEN_MOCK_FROZEN_TIME", "parse": int,
-                  "help": "Unix time to report as `created` and to date links from, so whole responses "
-                          "are reproducible"},
-    )
-    public_base_url: str | None = field(
-        default=None,
-        metadata={"env": "QWEN_MOCK_PUBLIC_BASE_URL", "parse": str,
-                  "help": "base of the image links the mock hands out (default: the URL the request came to)"},
-    )
-    max_body_bytes: int = field(
-        default=20 * MIB,
-        metadata={"env": "QWEN_MOCK_MAX_BODY_BYTES", "parse": int,
-                  "help": "largest request body accepted; larger ones get 413 without being read"},
-    )
-    modelverse_b64_style: str = field(
-        default="data-uri",
-        metadata={"env": "QWEN_MOCK_MODELVERSE_B64", "parse": str, "choices": ("data-uri", "plain"),
-                  "help": "modelverse b64_json as a data:image/png;base64, URI (as its document shows) "
-                          "or plain base64 (as OpenAI sends it)"},
-    )
-    url_secret: str = field(
-        default=DEFAULT_URL_SECRET,
-        metadata={"env": "QWEN_MOCK_URL_SECRET", "parse": str,
-                  "help": "key that signs image links; mocks sharing it serve each other's links"},
-    )
-    fetch_hosts: frozenset[str] = field(
-        default=frozenset(),
-        metadata={"env": "QWEN_MOCK_FETCH_HOSTS", "parse": lambda text: frozenset(h.lower() for h in _keys(text)),
-                  "help": "comma-separated hosts whose http(s) image URLs the mock may download (no redirects, "
-                          "10 MB, 10 s); empty (the default) never fetches a URL from a request"},
-    )
-    render_cache_bytes: int = field(
-        default=64 * MIB,
-        metadata={"env": "QWEN_MOCK_RENDER_CACHE_BYTES", "parse": int,
-                  "help": "memory for recently rendered PNGs, so fetching a link twice renders once"},
-    )
-    url_lifetime: int | None = field(
-        default=None,
-        metadata={"env": "QWEN_MOCK_URL_LIFETIME", "parse": int,
-                  "help": "seconds an image link stays valid (default: the provider's, 24 h for powertokens "
-                          "and 7 days for modelverse)"},
-    )
-    latency: tuple[int, int] = field(
-        default=(0, 0),
-        metadata={"env": "QWEN_MOCK_LATENCY", "parse": parse_latency,
-                  "help": "time the edit endpoints take to answer, in ms: fixed (250) or a range (100-400) "
-                          "drawn by a generator seeded with --latency-seed"},
-    )
-    latency_seed: int = field(
-        default=0,
-        metadata={"env": "QWEN_MOCK_LATENCY_SEED", "parse": int,
-                  "help": "seed of the latency range's generator, so a run's delays repeat"},
-    )
-    chaos_rate: float = field(
-        default=0.0,
-        metadata={"env": "QWEN_MOCK_CHAOS_RATE", "parse": float,
-                  "help": "share of edit calls (0-1) failed at random with one of --chaos-faults, for soak tests"},
-    )
-    chaos_seed: int = field(
-        default=0,
-        metadata={"env": "QWEN_MOCK_CHAOS_SEED", "parse": int,
-                  "help": "seed of chaos's generator: the same seed fails the same calls, run to run"},
-    )
-    chaos_faults: tuple[str, ...] = field(
-        default=DEFAULT_CHAOS_FAULTS,
-        metadata={"env": "QWEN_MOCK_CHAOS_FAULTS", "parse": _names,
-                  "help": "comma-separated faults chaos picks from (default: " + ",".join(DEFAULT_CHAOS_FAULTS) + ")"},
-    )
-    retry_after_ms: int = field(
-        default=1000,
-        metadata={"env": "QWEN_MOCK_RETRY_AFTER_MS", "parse": int,
-                  "help": "delay a rate_limit or overloaded fault asks for (Retry-After, retry-after-ms) "
-                          "unless the fault names its own"},
-    )
-    journal_cap: int = field(
-        default=1000,
-        metadata={"env": "QWEN_MOCK_JOURNAL_CAP", "parse": int,
-                  "help": "requests the journal (GET /__mock/requests) keeps, the oldest dropped first; 0 turns it off"},
-    )
-    disable_admin: bool = field(
-        default=False,
-        metadata={"env": "QWEN_MOCK_DISABLE_ADMIN", "parse": _flag,
-                  "help": "no /__mock/ endpoints (scenarios, journal) and no journal, for a mock exposed "
-                          "beyond your machine"},
-    )
-    admin_token: str | None = field(
-        default=None,
-        metadata={"env": "QWEN_MOCK_ADMIN_TOKEN", "parse": str,
-                  "help": "token the /__mock/ endpoints require (Authorization: Bearer or X-Mock-Admin-Token)"},
-    )
-    workers: int = field(
-        default=1,
-        metadata={"env": "QWEN_MOCK_WORKERS", "parse": int,
-                  "help": "uvicorn worker processes; links work across them, scenarios and the journal are "
-                          "per worker"},
-    )
-    config: str | None = field(
-        default=None,
-        metadata={"env": "QWEN_MOCK_CONFIG", "parse": str,
-                  "help": "TOML file of settings, named as these flags are (api_keys = [...], latency = "
-                          "\"100-400\"); flags and environment variables override it"},
-    )
+    api_keys: frozenset[str] = setting(
+        frozenset(), "QWEN_MOCK_API_KEYS", _keys,
+        "comma-separated bearer tokens to accept; empty accepts any non-empty token")
+    strict: bool = setting(
+        False, "QWEN_MOCK_STRICT", _flag,
+        "reject unknown fields, over-long prompts and images outside the recommended 384-3072 px per side, "
+        "which are otherwise accepted with a warning")
+    frozen_time: int | None = setting(
+        None, "QWEN_MOCK_FROZEN_TIME", _integer,
+        "Unix time to report as `created` and to date links from, so whole responses are reproducible",
+        range=(0, 4_102_444_800))  # 2100-01-01
+    public_base_url: str | None = setting(
+        None, "QWEN_MOCK_PUBLIC_BASE_URL", _base_url,
+        "base of the image links the mock hands out (default: the URL the request came to)")
+    max_body_bytes: int = setting(
+        20 * MIB, "QWEN_MOCK_MAX_BODY_BYTES", _integer,
+        "largest request body accepted; larger ones get 413 without being read", range=(1, GIB))
+    max_header_bytes: int = setting(
+        64 * KIB, "QWEN_MOCK_MAX_HEADER_BYTES", _integer,
+        "largest request head (request line and headers) accepted; larger ones get 431",
+        range=(4 * KIB, 16 * MIB))
+    read_timeout: float = setting(
+        30.0, "QWEN_MOCK_READ_TIMEOUT", _number,
+        "seconds a client has to send a request's head, and again its body; slower ones get 408 "
+        "(or are disconnected)", range=(0.01, 3600))
+    modelverse_b64_style: str = setting(
+        "data-uri", "QWEN_MOCK_MODELVERSE_B64", str,
+        "modelverse b64_json as a data:image/png;base64, URI (as its document shows) or plain base64 "
+        "(as OpenAI sends it)", choices=("data-uri", "plain"))
+    url_secret: str = setting(
+        DEFAULT_URL_SECRET, "QWEN_MOCK_URL_SECRET", str,
+        "key that signs image links; mocks sharing it serve each other's links")
+    fetch_hosts: frozenset[AllowedHost] = setting(
+        frozenset(), "QWEN_MOCK_FETCH_HOSTS", parse_hosts,
+        "comma-separated hosts (host, or host:port for that port only) whose http(s) image URLs the mock "
+        "may download (no redirects, 10 MB, 10 s in all); empty (the default) never fetches a URL from a request")
+    render_cache_bytes: int = setting(
+        64 * MIB, "QWEN_MOCK_RENDER_CACHE_BYTES", _integer,
+        "memory for recently rendered PNGs, so fetching a link twice renders once", range=(0, 16 * GIB))
+    url_lifetime: int | None = setting(
+        None, "QWEN_MOCK_URL_LIFETIME", _integer,
+        "seconds an image link stays valid (default: the provider's, 24 h for powertokens and 7 days for "
+        "modelverse)", range=(0, 3650 * DAY))
+    latency: tuple[int, int] = setting(
+        (0, 0), "QWEN_MOCK_LATENCY", parse_latency,
+        "time the edit endpoints take to answer, in ms: fixed (250) or a range (100-400) drawn by a "
+        "generator seeded with --latency-seed")
+    latency_seed: int = setting(
+        0, "QWEN_MOCK_LATENCY_SEED", _integer,
+        "seed of the latency range's generator, so a run's delays repeat", range=(0, 2**63 - 1))
+    chaos_rate: float = setting(
+        0.0, "QWEN_MOCK_CHAOS_RATE", _number,
+        "share of edit calls (0-1) failed at random with one of --chaos-faults, for soak tests", range=(0, 1))
+    chaos_seed: int = setting(
+        0, "QWEN_MOCK_CHAOS_SEED", _integer,
+        "seed of chaos's generator: the same seed fails the same calls, run to run", range=(0, 2**63 - 1))
+    chaos_faults: tuple[str, ...] = setting(
+        DEFAULT_CHAOS_FAULTS, "QWEN_MOCK_CHAOS_FAULTS", _names,
+        "comma-separated faults chaos picks from (default: " + ",".join(DEFAULT_CHAOS_FAULTS) + ")")
+    retry_after_ms: int = setting(
+        1000, "QWEN_MOCK_RETRY_AFTER_MS", _integer,
+        "delay a rate_limit or overloaded fault asks for (Retry-After, retry-after-ms) unless the fault "
+        "names its own", range=(0, MAX_RETRY_AFTER_MS))
+    journal_cap: int = setting(
+        1000, "QWEN_MOCK_JOURNAL_CAP", _integer,
+        "requests the journal (GET /__mock/requests) keeps, the oldest dropped first; 0 turns it off",
+        range=(0, 1_000_000))
+    journal_max_bytes: int = setting(
+        32 * MIB, "QWEN_MOCK_JOURNAL_MAX_BYTES", _integer,
+        "memory the journal may hold; the oldest entries are dropped first to stay within it",
+        range=(64 * KIB, 16 * GIB))
+    disable_admin: bool = setting(
+        False, "QWEN_MOCK_DISABLE_ADMIN", _flag,
+        "no /__mock/ endpoints (scenarios, journal) and no journal, for a mock exposed beyond your machine")
+    admin_token: str | None = setting(
+        None, "QWEN_MOCK_ADMIN_TOKEN", str,
+        "token the /__mock/ endpoints require (Authorization: Bearer or X-Mock-Admin-Token)")
+    workers: int = setting(
+        1, "QWEN_MOCK_WORKERS", _integer,
+        "uvicorn worker processes; links work across them, scenarios and the journal are per worker",
+        range=(1, 256))
+    shutdown_timeout: float = setting(
+        5.0, "QWEN_MOCK_SHUTDOWN_TIMEOUT", _number,
+        "seconds a stopping server waits for requests in flight (a long Prefer latency among them) "
+        "before cancelling them", range=(0, 3600))
+    config: str | None = setting(
+        None, "QWEN_MOCK_CONFIG", str,
+        "TOML file of settings, named as these flags are (api_keys = [...], latency = \"100-400\"); flags "
+        "and environment variables override it")
 
     def __post_init__(self) -> None:
-        if self.modelverse_b64_style not in ("data-uri", "plain"):
-            raise ValueError(f"modelverse_b64_style must be data-uri or plain, not {self.modelverse_b64_style!r}")
-        if self.max_body_bytes <= 0:
-            raise ValueError("max_body_bytes must be positive")
+        # The Python API may give values as the flags do: hosts as strings, a base URL with a slash.
+        object.__setattr__(self, "fetch_hosts", frozenset(
+            AllowedHost.parse(entry) if isinstance(entry, str) else entry for entry in self.fetch_hosts))
+        if self.public_base_url is not None:
+            try:
+                object.__setattr__(self, "public_base_url", _base_url(self.public_base_url))
+            except ValueError as error:
+                raise ValueError(f"public_base_url {error}") from None
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices, bounds = f.metadata.get("choices"), f.metadata.get("range")
+            if choices and value not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+            if bounds and value is not None and not (
+                    not isinstance(value, bool) and math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+                raise ValueError(f"{f.name} must be between {bounds[0]:,} and {bounds[1]:,}, not {value!r}")
+        if self.admin_token == "":
+            raise ValueError("admin_token must not be empty")
         self._check_mock_controls()
 
     def _check_mock_controls(self) -> None:
         check_latency(self.latency)
-        if not 0 <= self.chaos_rate <= 1:
-            raise ValueError(f"chaos_rate must be between 0 and 1, not {self.chaos_rate}")
         unknown = sorted(set(self.chaos_faults) - FAULT_NAMES)
         if unknown:
             raise ValueError(f"chaos_faults: unknown fault(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(FAULT_NAMES))}")
-        for name in ("retry_after_ms", "journal_cap"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.url_lifetime is not None and self.url_lifetime < 0:
-            raise ValueError("url_lifetime must not be negative")
-        if self.workers < 1:
-            raise ValueError("workers must be at least 1")
 
     def now(self) -> int:
         return self.frozen_time if self.frozen_time is not None else int(time.time())

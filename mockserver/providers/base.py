@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ..errors import ApiError
 from ..images import ImageRules
-from ..job import EditJob
+from ..job import EditJob, OutputBounds
 from ..outputs import JobResult, OutputImage
 from ..responses import header_list, json_response
 from ..schemas import RequestSchema, load_schema
@@ -30,8 +30,10 @@ class ResponseContext:
 class Provider:
     name: ClassVar[str]
     path: ClassVar[str]
-    # Set by each provider from the x-image keyword of its request schema.
+    # Set by each provider from its request schema: the x-image keyword, and the largest
+    # images it answers with.
     image_rules: ImageRules
+    output_bounds: OutputBounds
     # What goes before the base64 of a b64_json image.
     b64_prefix: str = ""
 
@@ -41,6 +43,8 @@ class Provider:
         self.error_schema = load_schema(self.name, "error")
         self.error_catalogue: dict[str, dict[str, Any]] = self.error_schema["x-errors"]
         self.link_lifetime: int = self.response_schema["$defs"]["image"]["properties"]["url"]["x-expires-after"]
+        # How to send a JSON body, for those who sent something else.
+        self.body_hint: str = self.request_schema.schema["x-body-hint"]
 
     def to_job(self, body: dict[str, Any]) -> EditJob:
         raise NotImplementedError

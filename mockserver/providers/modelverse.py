@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..images import ImageRules, parse_reference
-from ..job import EditJob, SameAsInput
+from ..job import EditJob, OutputBounds, SameAsInput
 from ..outputs import JobResult
 from ..settings import Settings
 from .base import Provider, ResponseContext
@@ -22,7 +22,9 @@ class Modelverse(Provider):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.image_rules = ImageRules.from_schema(self.request_schema.property("#/properties/image")["x-image"])
-        self.output_size = SameAsInput(tuple(self.request_schema.schema["x-output-size"]["forUrlInput"]))
+        rule = self.request_schema.schema["x-output-size"]
+        self.output_bounds = OutputBounds(rule["maxPixels"], rule["maxAspectRatio"])
+        self.output_size = SameAsInput(tuple(rule["forUrlInput"]), self.output_bounds)
         self.b64_prefix = "data:image/png;base64," if settings.modelverse_b64_style == "data-uri" else ""
 
     def to_job(self, body: dict[str, Any]) -> EditJob:

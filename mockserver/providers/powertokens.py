@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..images import ImageRules, parse_reference
-from ..job import EditJob, SizeRules, parse_size
+from ..job import EditJob, OutputBounds, SizeRules, parse_size
 from ..outputs import JobResult
 from ..settings import Settings
 from .base import Provider, ResponseContext
@@ -22,6 +22,8 @@ class Powertokens(Provider):
         super().__init__(settings)
         self.image_rules = ImageRules.from_schema(self.request_schema.property("#/$defs/image")["x-image"])
         self.size_rules = SizeRules.from_schema(self.request_schema.property("#/properties/size")["x-size"])
+        # Sizes are explicit (or the default), within x-size's pixel range.
+        self.output_bounds = OutputBounds(self.size_rules.max_pixels)
 
     def to_job(self, body: dict[str, Any]) -> EditJob:
         options = {**self.request_schema.defaults, **body}
