@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     providers = [provider_class(settings) for provider_class in PROVIDERS]
     by_path: dict[str, Provider] = {provider.path: provider for provider in providers}
-    factory = ImageFactory(settings.render_cache_bytes, settings.fetch_hosts)
+    factory = ImageFactory(settings.render_cache_bytes, settings.fetch_hosts, settings.fetch_timeout)
     signer = LinkSigner(settings.url_secret)
     openapi = json.dumps(build_openapi(providers)).encode()
 

@@ -17,7 +17,6 @@ import httpx
 
 from .errors import invalid_parameter
 
-DEADLINE_SECONDS = 10.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -63,7 +62,7 @@ def allowed_url(url: str, param: str, hosts: frozenset[AllowedHost]) -> bool:
     return host is not None and port is not None and any(entry.matches(host, port) for entry in hosts)
 
 
-async def fetch_image(url: str, param: str, max_bytes: int, deadline: float = DEADLINE_SECONDS) -> bytes:
+async def fetch_image(url: str, param: str, max_bytes: int, deadline: float) -> bytes:
     """The bytes at ``url``, all received within ``deadline`` seconds; a 400 naming ``param``
     when they cannot be had within the limits."""
     try:

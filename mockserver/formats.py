@@ -37,6 +37,10 @@ DATA_URI = re.compile(
 )
 
 
+# A long run of base64 alone is image data too (modelverse takes bare base64).
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/\r\n]{256,}={0,2}")
+
+
 class DataUri(NamedTuple):
     media_type: str | None  # lower-case, as given
     payload_start: int  # where the base64 begins

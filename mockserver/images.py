@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import invalid_parameter
-from .formats import data_uri
+from .formats import BASE64_RUN, DATA_URI, data_uri
 
 SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # A large JPEG is decoded at 1/8 scale (libjpeg still reads, and so checks, the whole
@@ -80,6 +80,46 @@ class DecodedImage:
     digest: str
     palette: tuple[str, ...]
     warning: str | None = None
+
+
+def image_summary(media_type: str | None, payload: str) -> dict[str, Any]:
+    """Base64 image data as a person wants to read it: media type, size and sha256."""
+    try:
+        data = base64.b64decode(payload.replace("\n", "").replace("\r", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return {"media_type": media_type, "base64_chars": len(payload), "decodes": False,
+                "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()}
+    return {"media_type": media_type, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def describe_image_string(value: str) -> dict[str, Any] | None:
+    """The summary of a string that is image data (a base64 data URI, or a long run of bare
+    base64), else None."""
+    if value[:5].lower() == "data:":
+        uri = data_uri(value)
+        if uri is not None:
+            return image_summary(uri.media_type, value[uri.payload_start:])
+    elif len(value) >= 256 and BASE64_RUN.fullmatch(value):
+        return image_summary(None, value)
+    return None
+
+
+# Image data quoted inside a message: a data URI and its base64, or a long run of base64.
+QUOTED_IMAGE = re.compile(rf"(?:{DATA_URI.pattern})[A-Za-z0-9+/=\r\n]*|{BASE64_RUN.pattern}", re.IGNORECASE)
+
+
+def describe_images_in(text: str) -> str:
+    """``text`` with quoted image data replaced by its media type and size: a validator's
+    message quotes the offending value, which for an image is base64 noise."""
+
+    def described(match: re.Match[str]) -> str:
+        quoted = match.group()
+        uri = data_uri(quoted)
+        if uri is None:
+            return f"<{len(quoted)} characters of base64>"
+        return f"<{uri.media_type or 'data'}, about {(len(quoted) - uri.payload_start) * 3 // 4} bytes as base64>"
+
+    return QUOTED_IMAGE.sub(described, text)
 
 
 def parse_reference(value: str, param: str, rules: ImageRules) -> ImageReference:

@@ -12,8 +12,6 @@ when someone reads the journal.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import os
 import re
@@ -23,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .formats import data_uri
+from .images import describe_image_string
 
 CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "x-mock-admin-token"}
@@ -38,8 +36,6 @@ BODY_LIMIT = 256 * 1024
 PREVIEW_CHARS = 512
 # What an entry costs beyond the bytes of its strings: the entry, its lists and tuples.
 ENTRY_OVERHEAD = 1024
-# A long string of base64 alone is image data too (modelverse takes bare base64).
-BARE_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]{256,}={0,2}")
 # Text a person can read in a preview: no control characters but tab and newlines.
 PRINTABLE = re.compile(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*")
 
@@ -62,27 +58,6 @@ def redact_header(name: str, value: str) -> str:
     if name in ("authorization", "proxy-authorization") and credentials.strip():
         return f"{scheme} {redact_token(credentials.strip())}"
     return redact_token(value)
-
-
-def image_summary(media_type: str | None, payload: str) -> dict[str, Any]:
-    try:
-        data = base64.b64decode(payload.replace("\n", "").replace("\r", ""), validate=True)
-    except (binascii.Error, ValueError):
-        return {"media_type": media_type, "base64_chars": len(payload), "decodes": False,
-                "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()}
-    return {"media_type": media_type, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def describe_image_string(value: str) -> dict[str, Any] | None:
-    """The summary of a string that is image data (a base64 data URI, or a long run of bare
-    base64), else None."""
-    if value[:5].lower() == "data:":
-        uri = data_uri(value)
-        if uri is not None:
-            return image_summary(uri.media_type, value[uri.payload_start:])
-    elif len(value) >= 256 and BARE_BASE64.fullmatch(value):
-        return image_summary(None, value)
-    return None
 
 
 def reduce_value(value: Any, depth: int = 0) -> Any:

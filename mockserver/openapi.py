@@ -1,5 +1,14 @@
 """An OpenAPI 3.1 document assembled from the files in ``schemas/``, for tools such as
-Schemathesis and Prism."""
+Schemathesis and Prism.
+
+Two rules of the request schemas are beyond JSON Schema and live in ``x-`` keywords the
+tools ignore: ``x-image`` (an image reference that must hold a real image) and ``x-size``
+(``W*H`` within a total-pixel range). Here a node carrying one of them also gets a ``format``
+naming the rule (the ``x-`` keyword stays, with its parameters), so that a tool can be
+taught to generate values the mock accepts: ``mockserver/schemathesis_hooks.py`` registers
+Schemathesis strategies for both formats, reading their parameters from the document. The
+mock's own validation uses the schema files, never this document, and asserts no format.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,11 @@ from .providers import Provider
 from .schemas import objects_in
 
 SCHEMA_FILES = ("request", "response", "error")
+
+# The JSON Schema ``format`` given to a node carrying each x- keyword.
+IMAGE_FORMAT = "qwen-image-reference"
+SIZE_FORMAT = "qwen-size"
+RULE_FORMATS = {"x-image": IMAGE_FORMAT, "x-size": SIZE_FORMAT}
 
 
 def _component(provider: Provider, kind: str) -> str:
@@ -27,6 +41,9 @@ def _embed(schema: dict[str, Any], component: str) -> dict[str, Any]:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/"):
             node["$ref"] = f"#/components/schemas/{component}/{ref[2:]}"
+        for keyword, name in RULE_FORMATS.items():
+            if isinstance(node.get(keyword), dict):
+                node.setdefault("format", name)
     return embedded
 
 
@@ -81,7 +98,14 @@ def build_openapi(providers: list[Provider]) -> dict[str, Any]:
         "info": {
             "title": "qwen-image-mock",
             "version": __version__,
-            "description": "Offline mock of the powertokens and modelverse Qwen image-editing APIs.",
+            "description": (
+                "Offline mock of the powertokens and modelverse Qwen image-editing APIs. "
+                f"Format `{IMAGE_FORMAT}`: an image reference whose rules (URL schemes, inline "
+                "encodings, byte and pixel limits, image formats) are in the node's `x-image`; inline "
+                f"data must be a real image. Format `{SIZE_FORMAT}`: `W*H` or `WxH` whose total pixels "
+                "are within the node's `x-size` range. For Schemathesis, the hooks module "
+                "`mockserver.schemathesis_hooks` generates values of both."
+            ),
         },
         "paths": paths,
         "components": {

@@ -39,9 +39,10 @@ class ImageFactory:
     """Does the CPU-bound work off the event loop, a bounded number of images at a time."""
 
     def __init__(self, cache_bytes: int, fetch_hosts: frozenset[AllowedHost] = frozenset(),
-                 threads: int | None = None) -> None:
+                 fetch_timeout: float = 10.0, threads: int | None = None) -> None:
         self.cache = PngCache(cache_bytes)
         self.fetch_hosts = fetch_hosts
+        self.fetch_timeout = fetch_timeout
         self.threads = threads or os.cpu_count() or 2
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -70,7 +71,7 @@ class ImageFactory:
     async def fetch_inputs(self, job: EditJob, max_bytes: int) -> dict[str, bytes]:
         """The bytes of the URL inputs whose hosts the user allowed, downloaded on the event loop."""
         return {
-            ref.param: await fetch_image(ref.url, ref.param, max_bytes)
+            ref.param: await fetch_image(ref.url, ref.param, max_bytes, self.fetch_timeout)
             for ref in job.images
             if ref.url is not None and allowed_url(ref.url, ref.param, self.fetch_hosts)
         }

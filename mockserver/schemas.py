@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from .images import describe_images_in
 from .resources import data_dir
 
 MESSAGE_LIMIT = 300
@@ -107,7 +108,7 @@ def violation_from_error(schema: dict[str, Any], error: jsonschema_rs.Validation
         message = "is not a known field (strict mode rejects unknown fields)"
     return Violation(
         param=json_path(parts),
-        message=truncate(message or error.message),
+        message=truncate(describe_images_in(message or error.message)),
         keyword=keyword,
         source=source or "assumption",
         error_kind=error_kind,

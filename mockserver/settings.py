@@ -119,7 +119,10 @@ class Settings:
     fetch_hosts: frozenset[AllowedHost] = setting(
         frozenset(), "QWEN_MOCK_FETCH_HOSTS", parse_hosts,
         "comma-separated hosts (host, or host:port for that port only) whose http(s) image URLs the mock "
-        "may download (no redirects, 10 MB, 10 s in all); empty (the default) never fetches a URL from a request")
+        "may download (no redirects, 10 MB, --fetch-timeout); empty (the default) never fetches a URL from a request")
+    fetch_timeout: float = setting(
+        10.0, "QWEN_MOCK_FETCH_TIMEOUT", _number,
+        "seconds a download from --fetch-hosts may take in all; slower ones are a 400", range=(0.01, 600))
     render_cache_bytes: int = setting(
         64 * MIB, "QWEN_MOCK_RENDER_CACHE_BYTES", _integer,
         "memory for recently rendered PNGs, so fetching a link twice renders once", range=(0, 16 * GIB))
