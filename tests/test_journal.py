@@ -263,3 +263,74 @@ def test_admin_token_required(method, path):
 def test_admin_token_does_not_change_the_api():
     with make_client(admin_token="admin-s3cret") as client:
         assert client.post(MV, json=modelverse_body()).status_code == 200
+
+
+# --- bounds: bytes as well as entries, long strings cut, any nesting, no raw binary ----------
+
+from mockserver.journal import STRING_LIMIT, Journal, JournalEntry  # noqa: E402
+
+
+def test_long_prompts_are_cut_with_a_marker_saying_how_much(client):
+    prompt = "a cat " * ((STRING_LIMIT + 12345) // 6)
+    body = {"model": "Qwen/Qwen-Image-Edit", "prompt": prompt, "image": "https://example.com/a.png"}
+    assert client.post(MV, json=body).status_code == 200
+    recorded = entries(client)[-1]["body"]["prompt"]
+    assert recorded == prompt[:STRING_LIMIT] + f"...[truncated {len(prompt) - STRING_LIMIT} characters]"
+
+
+def test_long_header_values_are_cut_with_a_marker(client):
+    value = "v" * (STRING_LIMIT + 7)
+    client.get("/nope", headers={"X-Long": value})
+    assert entries(client)[-1]["headers"]["x-long"] == "v" * STRING_LIMIT + "...[truncated 7 characters]"
+
+
+def test_the_journal_is_bounded_in_bytes_the_oldest_dropped_first():
+    with make_client(journal_max_bytes=256 * 1024) as client:
+        for _ in range(40):
+            client.post(MV, json=modelverse_body("https://example.com/a.png") | {"prompt": "a cat " * 40_000})
+        kept = journal(client)
+        assert 0 < len(kept["requests"]) < 40
+        assert kept["dropped"] == 40 - len(kept["requests"])
+        assert len(json.dumps(kept)) < 256 * 1024
+
+
+def test_the_byte_count_follows_entries_out_and_back():
+    journal_ = Journal(cap=3, max_bytes=10**9)
+    scope = {"method": "GET", "path": "/x", "headers": [(b"a", b"b")], "query_string": b""}
+    for _ in range(5):
+        entry = JournalEntry(0.0, scope, None, "id")
+        entry.set_body(b"{}", 2)
+        journal_.record(entry)
+    assert len(journal_.entries()) == 3
+    assert journal_.size == 3 * entry.size
+    journal_.clear()
+    assert journal_.size == 0
+
+
+@pytest.mark.parametrize("depth", [40, 300, 5000])
+@pytest.mark.parametrize("path", [PT, MV])
+def test_bodies_nested_deeply_are_journaled_and_can_be_read_back(client, path, depth):
+    body = "[" * depth + "]" * depth
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    entry = entries(client)[-1]
+    assert entry["body_bytes"] == len(body)
+    assert entry["body"] is not None or entry["body_preview"] is not None
+
+
+def test_a_multipart_form_is_refused_with_the_recipe_and_not_journaled_raw(client):
+    from openai import BadRequestError, OpenAI
+
+    from conftest import FIXTURES as _  # noqa: F401
+
+    sdk = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=client, max_retries=0)
+    with pytest.raises(BadRequestError) as caught:
+        sdk.images.edit(model="Qwen/Qwen-Image-Edit", image=("in.png", PNG, "image/png"), prompt="snow")
+    error = caught.value.body
+    # The SDK's images.edit posts to /images/edits: powertokens' endpoint.
+    assert "not multipart/form-data" in error["message"]
+    assert "client.post(\"/images/edits\"" in error["message"]
+    entry = entries(client)[-1]
+    assert entry["body"] is None
+    assert "PNG" not in entry["body_preview"] and "\x89" not in entry["body_preview"]
+    assert entry["body_preview"].startswith(f"[{entry['body_bytes']} bytes, not text: sha256 ")
