@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, load_fixture
+from conftest import free_port, load_fixture, make_client
 
 from mockserver import Settings, cli
 from mockserver.config import read_config
@@ -262,3 +262,73 @@ def test_url_lifetime_overrides_the_providers():
         expired = too_late.get(url)
         assert expired.status_code == 403  # not the provider's 24 hours
         assert expired.json()["error"]["code"] == "AccessDenied"
+
+
+# --- every value checked at start-up -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--url-lifetime", "99999999999999999999", "url_lifetime must be between 0 and 315,360,000"),
+    ("--url-lifetime", "-1", "url_lifetime must be between"),
+    ("--max-body-bytes", "-5", "max_body_bytes must be between 1 and"),
+    ("--max-body-bytes", "0", "max_body_bytes must be between 1 and"),
+    ("--render-cache-bytes", "-1", "render_cache_bytes must be between 0 and"),
+    ("--journal-cap", "-3", "journal_cap must be between 0 and"),
+    ("--journal-max-bytes", "10", "journal_max_bytes must be between"),
+    ("--workers", "0", "workers must be between 1 and"),
+    ("--chaos-rate", "nan", "chaos_rate must be between 0 and 1"),
+    ("--chaos-rate", "inf", "chaos_rate must be between 0 and 1"),
+    ("--read-timeout", "0", "read_timeout must be between"),
+    ("--max-header-bytes", "100", "max_header_bytes must be between"),
+    ("--frozen-time", "-1", "frozen_time must be between"),
+    ("--retry-after-ms", "99999999999", "retry_after_ms must be between"),
+    ("--latency-seed", "²", "must be a whole number"),
+    ("--public-base-url", "ftp://mock", "must be an http(s) URL"),
+    ("--public-base-url", "mock:8000", "must be an http(s) URL"),
+])
+def test_a_value_out_of_range_stops_the_mock_at_start_up(serve_settings, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", flag, value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert serve_settings == []
+
+
+@pytest.mark.parametrize("value", ["y", "maybe", "2", "enabled"])
+def test_a_boolean_that_is_not_one_is_refused(monkeypatch, value):
+    with pytest.raises(ValueError, match="QWEN_MOCK_DISABLE_ADMIN .*must be one of"):
+        Settings.from_env({"QWEN_MOCK_DISABLE_ADMIN": value})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("TRUE", True), ("on", True), ("no", False),
+                                                 ("Off", False), ("0", False)])
+def test_booleans_in_the_environment(value, expected):
+    assert Settings.from_env({"QWEN_MOCK_STRICT": value}).strict is expected
+
+
+def test_booleans_can_be_turned_off_from_the_cli(monkeypatch, serve_settings):
+    monkeypatch.setenv("QWEN_MOCK_STRICT", "1")
+    cli.main(["serve", "--no-strict"])
+    cli.main(["serve", "--strict"])
+    assert [settings.strict for settings, _ in serve_settings] == [False, True]
+
+
+def test_a_pyproject_without_the_table_sets_nothing(tmp_path):
+    path = write(tmp_path, '[project]\nname = "my-app"\n\n[tool.ruff]\nline-length = 100\n', "pyproject.toml")
+    assert Settings.from_env({"QWEN_MOCK_CONFIG": path}) == Settings(config=path)
+
+
+def test_the_public_base_url_loses_its_trailing_slash():
+    with make_client(public_base_url="http://mock.example:9/") as client:
+        response = client.post("/v1/images/generations", json=MV_BODY)
+    url = response.json()["data"][0]["url"]
+    assert url.startswith("http://mock.example:9/files/"), url
+
+
+def test_the_server_is_given_the_protocol_and_shutdown_bounds(serve_settings):
+    from mockserver.protocol import BoundedHttpToolsProtocol
+
+    cli.main(["serve", "--shutdown-timeout", "2.5"])
+    [(_, options)] = serve_settings
+    assert options["http"] is BoundedHttpToolsProtocol
+    assert options["timeout_graceful_shutdown"] == 2.5

@@ -415,3 +415,42 @@ def test_a_client_that_gives_up_during_latency_frees_the_server(http):
     assert len(entries) == 1
     assert entries[0]["status"] is None and entries[0]["latency_ms"] == 30000
     assert entries[0]["duration_ms"] < 5000
+
+
+# --- a key the endpoint refuses is refused first, as at a real gateway -------------------------
+
+
+@PROVIDERS
+@pytest.mark.parametrize("authorization", ["Bearer wrong-key", "Basic abc", None])
+def test_a_refused_key_gets_401_whatever_it_prefers(provider, authorization):
+    headers = {"Prefer": "code=429"}
+    if authorization:
+        headers["Authorization"] = authorization
+    with make_client(api_keys=frozenset({"right-key"})) as client:
+        client.headers.pop("Authorization")
+        response = client.post(PATHS[provider], json=body_for(provider), headers=headers)
+        assert_provider_error(response, provider, "authentication")
+        assert "x-mock-fault" not in response.headers
+
+
+@PROVIDERS
+def test_unauthenticated_calls_use_up_no_scenario_and_no_chaos(provider):
+    with make_client(api_keys=frozenset({"right-key"}), chaos_rate=1.0, chaos_faults=("rate_limit",)) as client:
+        client.headers["Authorization"] = "Bearer right-key"
+        assert client.post("/__mock/scenarios", json={"fault": "server_error", "times": 1}).status_code == 201
+        for _ in range(3):
+            refused = client.post(PATHS[provider], json=body_for(provider), headers={"Authorization": "Bearer no"})
+            assert refused.status_code == 401
+        [scenario] = client.get("/__mock/scenarios").json()["scenarios"]
+        assert (scenario["calls"], scenario["fired"]) == (0, 0)
+        # The first authenticated call meets the scenario, the next chaos.
+        assert client.post(PATHS[provider], json=body_for(provider)).headers["x-mock-fault"] == "server_error"
+        assert client.post(PATHS[provider], json=body_for(provider)).headers["x-mock-fault-source"] == "chaos"
+
+
+def test_latency_applies_to_the_answer_after_the_body_is_read(post):
+    started = time.perf_counter()
+    response = post("powertokens", "latency=300")
+    assert response.status_code == 200
+    assert time.perf_counter() - started >= 0.3
+    assert response.headers["preference-applied"] == "latency=300"

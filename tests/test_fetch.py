@@ -109,3 +109,58 @@ def test_an_unreachable_allowed_host_is_400():
         response = edit(client, "http://127.0.0.1:9/cat.png")  # the discard port: nothing listens
     assert response.status_code == 400, response.text
     assert "could not be fetched" in response.json()["error"]["message"]
+
+
+# --- which hosts: host and port, refused at start-up when an entry can never match ------------
+
+from mockserver.fetch import AllowedHost  # noqa: E402
+
+
+def test_an_entry_with_a_port_allows_that_port_only(host):
+    with make_client(fetch_hosts=frozenset({f"127.0.0.1:{host.port}"})) as client:
+        assert b64_png(edit(client, host.url("/cat.png")).json()["data"][0]["b64_json"]).size == (400, 300)
+    with make_client(fetch_hosts=frozenset({f"127.0.0.1:{host.port + 1}"})) as client:
+        # Another port of the same host is not allowed: the URL is not fetched (1024x1024, as offline).
+        assert b64_png(edit(client, host.url("/cat.png")).json()["data"][0]["b64_json"]).size == (1024, 1024)
+    assert host.requests == ["/cat.png"]
+
+
+def test_an_entry_without_a_port_allows_every_port_of_its_host(host):
+    with make_client(fetch_hosts=frozenset({"127.0.0.1"})) as client:
+        assert edit(client, host.url("/cat.png")).status_code == 200
+    assert host.requests == ["/cat.png"]
+
+
+@pytest.mark.parametrize(("entry", "host_", "port"), [
+    ("images.example.com", "images.example.com", None),
+    ("Images.Example.COM:8443", "images.example.com", 8443),
+    ("[::1]:8080", "::1", 8080),
+    ("127.0.0.1:1", "127.0.0.1", 1),
+])
+def test_entries_are_host_or_host_and_port(entry, host_, port):
+    assert AllowedHost.parse(entry) == AllowedHost(host_, port)
+
+
+@pytest.mark.parametrize("entry", [
+    "http://images.example.com", "images.example.com/path", "user@images.example.com", "127.0.0.1:99999",
+    "127.0.0.1:0", "127.0.0.1:port", ":8080", "[::1", "host?x=1",
+])
+def test_entries_that_can_never_match_stop_the_mock_at_start_up(entry, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mockserver", "serve", "--fetch-hosts", entry],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "QWEN_MOCK_FETCH_HOSTS (--fetch-hosts)" in result.stderr and repr(entry) in result.stderr
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::1/x", "http://127.0.0.1:99999/a.png", "http://127.0.0.1/a\tb.png", "http://127.0.0.1/\x00.png",
+    "http://127.0.0.1/" + "a" * 70_000,
+])
+def test_urls_no_client_could_fetch_are_400_with_fetching_on(url):
+    with make_client(fetch_hosts=frozenset({"127.0.0.1"})) as client:
+        response = edit(client, url)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"].startswith("image:")

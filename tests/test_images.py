@@ -680,3 +680,37 @@ def test_links_of_one_job_share_a_signature_but_reach_only_its_images(client, po
         response = client.get(f"/files/{shared}.{offset}.png")
         assert response.status_code == 404, offset
         assert response.json()["error"]["code"] == "not_found"
+
+
+# --- one rule for references, in any letter case (RFC 3986 schemes, RFC 2397 data URIs) --------
+
+
+@pytest.mark.parametrize("provider", ["powertokens", "modelverse"])
+@pytest.mark.parametrize("prefix", ["HTTPS://", "Http://", "hTTp://"])
+def test_url_schemes_are_accepted_in_any_case(client, provider, body, prefix):
+    response = post_image(client, provider, body, f"{prefix}example.com/a.png")
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("provider", ["powertokens", "modelverse"])
+@pytest.mark.parametrize("prefix", ["DATA:IMAGE/PNG;BASE64,", "Data:Image/png;Base64,"])
+def test_data_uris_are_accepted_in_any_case(client, provider, body, prefix):
+    png = base64.b64encode(_rgb_bytes("PNG")).decode()
+    response = post_image(client, provider, body, prefix + png)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("provider", ["powertokens", "modelverse"])
+def test_messages_describe_quoted_images_instead_of_quoting_base64(client, provider, body):
+    image = "data:image/png;base64," + base64.b64encode(_rgb_bytes("PNG")).decode()
+    if provider == "powertokens":
+        message = {"role": "user", "content": [{"image": image}, {"text": "snow"}]}
+        bad = {**body, "input": {"messages": [message, message]}}  # one message only
+    else:
+        bad = {**body, "image": image, "n": [image]}
+    response = client.post(PT if provider == "powertokens" else MV, json=bad)
+    assert response.status_code == 400
+    text = response.json()["error"]["message"] + response.headers["x-mock-violations"]
+    assert "base64," not in text and image[22:80] not in text
+    if provider == "powertokens":
+        assert "<image/png, about" in text

@@ -521,3 +521,11 @@ def test_caller_chosen_request_id_is_echoed_everywhere(app_client):
         response = app_client.post(MV, json={}, headers={"x-request-id": unsafe})
         assert response.headers["x-request-id"] != unsafe
         assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("path", ["/v1/images/edits/", "/v1/images/generations/", "/__mock/requests/", "/healthz/"])
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(path):
+    with TestClient(create_app(Settings()), headers=AUTH, follow_redirects=False) as client:
+        response = client.post(path, json={}) if path.startswith("/v1") else client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
