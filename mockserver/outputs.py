@@ -62,16 +62,16 @@ class ImageFactory:
         return cached if cached is not None else await self._in_thread(self.png, spec)
 
     async def complete(self, job: EditJob, strict: bool) -> JobResult:
-        fetched = await self.fetch_inputs(job, job.image_rules.max_bytes)
+        fetched = await self.fetch_inputs(job)
         # A hop to a worker thread costs ~150 µs; pay it only when there is real work.
         if job.has_inline_images or fetched or job.response_format == "b64_json":
             return await self._in_thread(self.complete_now, job, strict, fetched)
         return self.complete_now(job, strict, fetched)
 
-    async def fetch_inputs(self, job: EditJob, max_bytes: int) -> dict[str, bytes]:
+    async def fetch_inputs(self, job: EditJob) -> dict[str, bytes]:
         """The bytes of the URL inputs whose hosts the user allowed, downloaded on the event loop."""
         return {
-            ref.param: await fetch_image(ref.url, ref.param, max_bytes, self.fetch_timeout)
+            ref.param: await fetch_image(ref.url, ref.param, job.image_rules.max_bytes, self.fetch_timeout)
             for ref in job.images
             if ref.url is not None and allowed_url(ref.url, ref.param, self.fetch_hosts)
         }
@@ -90,8 +90,7 @@ class ImageFactory:
         decoded = self.decode_inputs(job, strict, fetched)
         inputs = list(decoded.values())
         if isinstance(job.size, SameAsInput):
-            size = job.size
-            width, height = size.bounds.fit(inputs[0].width, inputs[0].height) if inputs else size.fallback
+            width, height = job.size.bounds.fit(inputs[0].width, inputs[0].height) if inputs else job.size.fallback
         else:
             width, height = job.size
         identities = [decoded[ref.param].digest if ref.param in decoded else ref.url for ref in job.images]
