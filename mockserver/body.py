@@ -1,11 +1,12 @@
-"""Reading a request body within a size limit and a deadline, and parsing it as a JSON object."""
+"""Reading a request body within a size limit and the server's deadline, and parsing it as a
+JSON object."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import orjson
 from starlette.requests import Request
 
@@ -15,31 +16,28 @@ from .formats import exceeds
 # Content types that are certainly not JSON. Anything else is parsed: curl's ``-d`` sends JSON
 # as application/x-www-form-urlencoded, and the real gateways read such bodies as JSON too.
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# Set in a request's scope state by the server when its body is late: see protocol.py.
+BODY_LATE = "qwen_mock.body_late"
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError("body_too_large", f"Request body is larger than the limit of {limit} bytes.")
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, or 413 as soon as it is known to exceed ``limit`` (nothing past it is
-    buffered), or 408 if it has not all arrived within ``timeout`` seconds."""
+    buffered), or 408 if the server marks it late (see ``protocol.py``)."""
     declared = request.headers.get("content-length")
     if declared is not None and exceeds(declared, limit):
         raise _too_large(limit)
-    try:
-        with anyio.fail_after(timeout):
-            return await _receive_body(request, limit)
-    except TimeoutError:
-        raise ApiError("timeout", f"The request body did not arrive within {timeout:g} s.") from None
-
-
-async def _receive_body(request: Request, limit: int) -> bytes:
     # Straight from ASGI messages: Starlette's request.stream() costs more than the whole
     # of reading a small body this way.
+    state = request.scope.get("state", {})
     chunks, size, more = [], 0, True
     while more:
         message = await request.receive()
+        if BODY_LATE in state:
+            raise ApiError("timeout", "The request body did not arrive in time (the mock's --read-timeout).")
         if message["type"] == "http.disconnect":
             # Nobody will read the answer; this keeps it out of the server's error log.
             raise ApiError("invalid_json", "The client disconnected before sending the whole body.")
@@ -57,14 +55,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def parse_json_object(raw: bytes, content_type: str | None, hint: str) -> dict[str, Any]:
+def parse_json_object(raw: bytes, headers: Mapping[str, str], hint: str) -> dict[str, Any]:
     """The body as a JSON object; a 400 that says how to send one (``hint``) otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         # orjson refuses integers beyond 64 bits, which are valid JSON (and then out of
         # range for a field, which deserves that message); the standard parser decides.
-        body = _parse_slowly(raw, content_type, hint, error)
+        body = _parse_slowly(raw, headers.get("content-type"), hint, error)
     if not isinstance(body, dict):
         raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}. {hint}")
     return body

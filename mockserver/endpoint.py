@@ -42,8 +42,8 @@ class EditEndpoint:
         try:
             headers = request.headers
             authenticate(headers.get("authorization"), self.settings.api_keys)
-            raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout)
-            body = parse_json_object(raw, headers.get("content-type"), self.provider.body_hint)
+            raw = await read_body(request, self.settings.max_body_bytes)
+            body = parse_json_object(raw, headers, self.provider.body_hint)
             warnings = self.validate(body)
             job = self.provider.to_job(body)
             result = await self.factory.complete(job, self.settings.strict)

@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 from collections import deque
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,10 +109,10 @@ def describe_non_json(raw: bytes) -> str:
 
 def _bounded_headers(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
     """The headers to keep (the request's own list unless a value is too long) and their size."""
-    size = sum(len(name) + len(value) for name, value in headers)
+    size = sum(map(len, chain.from_iterable(headers)))
     if size > STRING_LIMIT and any(len(value) > STRING_LIMIT for _, value in headers):
         headers = [(name, truncated(value.decode("latin-1")).encode("latin-1")) for name, value in headers]
-        size = sum(len(name) + len(value) for name, value in headers)
+        size = sum(map(len, chain.from_iterable(headers)))
     return headers, size
 
 

@@ -62,7 +62,7 @@ class ImageFactory:
         return cached if cached is not None else await self._in_thread(self.png, spec)
 
     async def complete(self, job: EditJob, strict: bool) -> JobResult:
-        fetched = await self.fetch_inputs(job)
+        fetched = await self.fetch_inputs(job) if self.fetch_hosts else {}
         # A hop to a worker thread costs ~150 µs; pay it only when there is real work.
         if job.has_inline_images or fetched or job.response_format == "b64_json":
             return await self._in_thread(self.complete_now, job, strict, fetched)

@@ -1,13 +1,20 @@
 """uvicorn's HTTP protocol with the bounds an ASGI app cannot set itself.
 
 The app sees a request only once its head (request line and headers) has arrived whole, so
-a head of megabytes, or one dribbled a byte a minute, never reaches it; and once the app
-has answered, the rest of an unread body is dropped by the server for as long as the client
-keeps sending it. Here the server itself refuses a head over ``max_header_bytes`` (431), one
-that has not arrived within ``read_timeout`` seconds of its first byte (408; a connection
-that sends nothing is closed after as long), and closes a connection whose
-request message has not finished arriving ``read_timeout`` seconds (plus a grace, so the app
-can answer first) after its head.
+a head of megabytes, or one dribbled a byte a minute, never reaches it; and once the app has
+answered, the rest of an unread body is dropped by the server for as long as the client
+keeps sending it. Here the server gives each request ``read_timeout`` seconds from its first
+byte to arrive whole, and refuses a head over ``max_header_bytes``:
+
+- a head too large: 431, and the connection is closed;
+- a head not complete in time: 408, and the connection is closed (so is a connection that
+  sends nothing for as long);
+- a body not complete in time: the request is marked (``BODY_LATE`` in its scope's state) and
+  the app's read wakes up, so the endpoint answers 408 in the provider's envelope; the
+  connection is closed after that answer, or at once if the app has answered already.
+
+One timer per request, armed at its first byte and cancelled when it is complete: on the
+path every request takes, that is all this costs.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .body import BODY_LATE
 from .settings import Settings
 
-# The app's own body deadline starts with the body; this one a little later still.
-BODY_GRACE_SECONDS = 1.0
+# After a late body is signalled, how long the app has to answer before the connection goes.
+ANSWER_GRACE_SECONDS = 5.0
 
 
 @cache
@@ -51,46 +59,49 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.max_head_bytes, self.read_timeout = self.limits or _limits()
         self.head_bytes = 0
+        self.head_complete = True
         self.refusal: tuple[int, str, str] | None = None
         self.deadline: TimerHandle | None = None
 
-    def _set_deadline(self, seconds: float, on_expiry: Any) -> None:
-        self._cancel_deadline()
+    def _arm(self, seconds: float, on_expiry: Any) -> None:
+        self._disarm()
         self.deadline = self.loop.call_later(seconds, on_expiry)
 
-    def _cancel_deadline(self) -> None:
+    def _disarm(self) -> None:
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        # A connection that sends nothing at all is closed like a slow head.
-        self._set_deadline(self.read_timeout, self._head_too_slow)
+        # A connection that sends nothing at all is answered like a slow head.
+        self.head_complete = False
+        self._arm(self.read_timeout, self._too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        self._disarm()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.head_bytes = 0
-        self._set_deadline(self.read_timeout, self._head_too_slow)
+        self.head_complete = False
+        self._arm(self.read_timeout, self._too_slow)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._count(len(name) + len(value))
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._set_deadline(self.read_timeout + BODY_GRACE_SECONDS, self._body_too_slow)
+        self.head_complete = True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._cancel_deadline()
+        self._disarm()
         super().on_message_complete()
 
     def _count(self, size: int) -> None:
@@ -102,18 +113,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # send_400_response, which sends the refusal instead.
             raise HeadTooLarge(self.head_bytes)
 
-    def _head_too_slow(self) -> None:
+    def _too_slow(self) -> None:
         self.deadline = None
-        self.refusal = (408, "request_timeout",
-                        f"The request line and headers did not arrive within {self.read_timeout:g} s.")
-        self.send_400_response("")
-
-    def _body_too_slow(self) -> None:
-        # The app has answered or given up on this body (its own deadline is shorter): no
-        # reason to keep the connection for a client still dribbling it.
-        self.deadline = None
-        if not self.transport.is_closing():
+        if not self.head_complete:
+            self.refusal = (408, "request_timeout",
+                            f"The request line and headers did not arrive within {self.read_timeout:g} s.")
+            self.send_400_response("")
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or cycle.disconnected:
+            # The app has answered, or is answering, without the rest of the body: no reason
+            # to keep a connection for a client still dribbling it.
             self.transport.close()
+            return
+        self.scope["state"][BODY_LATE] = True
+        cycle.keep_alive = False
+        cycle.message_event.set()  # wakes the app's read, which sees the mark
+        self._arm(ANSWER_GRACE_SECONDS, self.transport.close)
 
     def send_400_response(self, msg: str) -> None:
         if self.refusal is None:

@@ -107,8 +107,8 @@ class Settings:
         range=(4 * KIB, 16 * MIB))
     read_timeout: float = setting(
         30.0, "QWEN_MOCK_READ_TIMEOUT", _number,
-        "seconds a client has to send a request's head, and again its body; slower ones get 408 "
-        "(or are disconnected)", range=(0.01, 3600))
+        "seconds a client has to send a whole request (head and body) from its first byte; a slower one "
+        "gets 408 and its connection is closed", range=(0.01, 3600))
     modelverse_b64_style: str = setting(
         "data-uri", "QWEN_MOCK_MODELVERSE_B64", str,
         "modelverse b64_json as a data:image/png;base64, URI (as its document shows) or plain base64 "
