@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ApiError
+from .formats import whole_number
 
 NETWORK_FAULTS = frozenset({"reset", "truncated", "slow_body"})
 
@@ -121,21 +121,13 @@ def fault_named(name: object, retry_after_ms: object = None, pause_ms: object = 
     )
 
 
-# ASCII digits only, and few of them: str.isdigit() also accepts "²", which int() refuses.
-WHOLE = re.compile(r"[0-9]{1,12}")
-
-
-def whole(text: str) -> int | None:
-    return int(text) if WHOLE.fullmatch(text) else None
-
-
 def bounded(name: str, value: object, maximum: int) -> int:
     """A whole number of milliseconds in 0..maximum, from a header's text or a JSON number."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise PreferError(f"{name} must be a whole number of milliseconds, not {value!r}")
     text = str(value).strip() if isinstance(value, str) or abs(value) < 10**12 else "too large"
-    number = whole(text)
-    if number is None or number > maximum:
+    number = whole_number(text, maximum)
+    if number is None:
         raise PreferError(f"{name} must be a whole number of milliseconds between 0 and {maximum}, not {text[:20]!r}")
     return number
 
@@ -182,7 +174,7 @@ def parse_prefer(values: Iterable[str]) -> Preferences:
     succeed = False
     if "code" in tokens:
         code = tokens["code"]
-        status = whole(code)
+        status = whole_number(code)
         supported = [SUCCESS_CODE, *CODE_FAULTS]
         if status not in supported:
             raise PreferError(
