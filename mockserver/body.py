@@ -12,12 +12,11 @@ from starlette.requests import Request
 
 from .errors import ApiError
 from .formats import exceeds
+from .server_marks import BODY_LATE
 
 # Content types that are certainly not JSON. Anything else is parsed: curl's ``-d`` sends JSON
 # as application/x-www-form-urlencoded, and the real gateways read such bodies as JSON too.
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-# Set in a request's scope state by the server when its body is late: see protocol.py.
-BODY_LATE = "qwen_mock.body_late"
 
 
 def _too_large(limit: int) -> ApiError:

@@ -202,7 +202,7 @@ class MockControl:
         receive: Receive = exchange.receive
         if fault is not None and fault.name == "reset":
             await exchange.drain()
-            if await self.wait(exchange, latency):
+            if await self.wait(scope, exchange, latency):
                 await network.reset(scope, receive)
             return
         if fault is None or fault.is_network:
@@ -211,7 +211,7 @@ class MockControl:
             await exchange.drain()
             error = fault.to_error(provider.name, source, self.settings.retry_after_ms)
             messages = await self.answer(scope, receive, provider.error_response(error, request_id))
-        if not await self.wait(exchange, latency):
+        if not await self.wait(scope, exchange, latency):
             return
         if fault is None or not fault.is_network:
             for message in messages:
@@ -229,13 +229,13 @@ class MockControl:
         await (app or self.app)(scope, receive, keep)
         return messages
 
-    async def wait(self, exchange: Exchange, latency: int | None) -> bool:
+    async def wait(self, scope: Scope, exchange: Exchange, latency: int | None) -> bool:
         """The latency's pause, holding no more of the request than the journal keeps;
         whether the client is still there after it."""
         if not latency:
             return True
         await exchange.keep_body()
-        return await network.pause(exchange.receive, latency / 1000)
+        return await network.pause(exchange.receive, latency / 1000, scope["state"])
 
     async def misbehave(self, scope: Scope, receive: Receive, send: Send, fault: Fault, messages: list[Message]
                         ) -> None:

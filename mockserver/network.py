@@ -21,6 +21,8 @@ import anyio
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .server_marks import SERVER_STOPPING
+
 SERVER_SEND = "qwen_mock.server_send"
 SLOW_BODY_PIECES = 10
 
@@ -55,14 +57,16 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def pause(receive: Receive, seconds: float) -> bool:
+async def pause(receive: Receive, seconds: float, state: dict[str, object]) -> bool:
     """Wait ``seconds`` before answering, unless the client goes away first (a client that
-    timed out must not keep the server busy, nor hold what its request cost). Whatever is
+    timed out must not keep the server busy, nor hold what its request cost) or the server
+    is stopping (``SERVER_STOPPING`` in the request's ``state``: answer now). Whatever is
     left of the request body is read and dropped meanwhile. Returns whether the client is
     still there."""
     with anyio.move_on_after(seconds):
-        await wait_for_disconnect(receive)
-        return False
+        while SERVER_STOPPING not in state:
+            if (await receive())["type"] == "http.disconnect":
+                return False
     return True
 
 

@@ -13,6 +13,9 @@ byte to arrive whole, and refuses a head over ``max_header_bytes``:
   the app's read wakes up, so the endpoint answers 408 in the provider's envelope; the
   connection is closed after that answer, or at once if the app has answered already.
 
+When the server stops, a request the app is holding back on purpose (``Prefer: latency``)
+is marked (``SERVER_STOPPING``) and answered at once.
+
 One timer per request, armed at its first byte and cancelled when it is complete: on the
 path every request takes, that is all this costs.
 """
@@ -26,7 +29,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .body import BODY_LATE
+from .server_marks import BODY_LATE, SERVER_STOPPING
 from .settings import Settings
 
 # After a late body is signalled, how long the app has to answer before the connection goes.
@@ -130,6 +133,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle.keep_alive = False
         cycle.message_event.set()  # wakes the app's read, which sees the mark
         self._arm(ANSWER_GRACE_SECONDS, self.transport.close)
+
+    def shutdown(self) -> None:
+        # A request the app is holding back on purpose (Prefer: latency) is answered now,
+        # rather than waited for or cancelled with a 500.
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            self.scope["state"][SERVER_STOPPING] = True
+            cycle.message_event.set()
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         if self.refusal is None:

@@ -152,3 +152,35 @@ def test_keep_alive_connections_still_serve_several_requests(server):
             assert client.get("/healthz").status_code == 200
         time.sleep(READ_TIMEOUT * 1.5)  # idle between requests longer than the read timeout
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_stopping_server_answers_a_delayed_call_at_once(start_server):
+    """SIGTERM while a call waits out a long latency: the call gets its answer (not a 500 from
+    a cancelled task) and the server exits without waiting out the delay."""
+    import signal
+    import threading
+
+    server = start_server({"QWEN_MOCK_SHUTDOWN_TIMEOUT": "30"})
+    admin = httpx.Client(base_url=f"{server.base_url}/__mock")
+    assert admin.post("/scenarios", json={"latency_ms": 600000, "times": 1}).status_code == 201
+    body = {"model": "Qwen/Qwen-Image-Edit", "prompt": "p", "image": "https://example.com/a.png"}
+    answers: list[httpx.Response] = []
+
+    def call() -> None:
+        answers.append(httpx.post(f"{server.base_url}/v1/images/generations", json=body, timeout=60,
+                                  headers={"Authorization": "Bearer k"}))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while admin.get("/scenarios").json()["scenarios"][0]["calls"] == 0:  # the call is being delayed
+        assert time.monotonic() < deadline, "the call did not reach the mock"
+        time.sleep(0.02)  # polling
+    admin.close()
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    caller.join(timeout=20)
+    server.process.wait(timeout=20)
+    assert time.monotonic() - started < 5
+    [answer] = answers
+    assert answer.status_code == 200, answer.text
