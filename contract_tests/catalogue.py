@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from mockserver.schemas import load_schema, objects_in, strict_variant
+from mockserver.core.schemas import load_schema, objects_in, strict_variant
 
 PROVIDERS = ("powertokens", "modelverse")
 PATHS = {"powertokens": "/v1/images/edits", "modelverse": "/v1/images/generations"}

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 from PIL import Image
 
-from mockserver.schemas import load_schema, objects_in, strict_variant
+from mockserver.core.schemas import load_schema, objects_in, strict_variant
 
 from .catalogue import resolve
 from .report import Exchange, redact

@@ -38,7 +38,7 @@ from typing import Any
 import jsonschema
 from hypothesis import strategies as st
 
-from mockserver.schemas import load_schema, strict_variant
+from mockserver.core.schemas import load_schema, strict_variant
 
 from .catalogue import resolve
 from .semantics import (

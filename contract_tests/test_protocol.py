@@ -12,7 +12,7 @@ import pytest
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from mockserver.schemas import json_path
+from mockserver.core.schemas import json_path
 
 from .catalogue import PATHS, Rule, request_rules
 from .checks import Body, error_catalogue, expect_error, expect_json, first_difference, same_field, shown

@@ -1,9 +1,12 @@
-"""The Starlette application: one edit route per provider, image links, and the
-documents a user or a tool asks for."""
+"""The composition root: the Starlette application, built from the registered providers, the
+HTTP core, the images layer and the test controls. Only here do the layers meet."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -12,29 +15,50 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .admin import Admin
-from .control import MockControl
-from .endpoint import EditEndpoint
-from .errors import ApiError
-from .faults import Latency
-from .files import FileEndpoint
-from .journal import Journal
-from .links import LinkSigner
-from .network import MockStarlette
-from .openapi import build_openapi
-from .outputs import ImageFactory
-from .providers import PROVIDERS, Provider
-from .responses import error_envelope
-from .scenarios import Chaos, ScenarioBook
-from .settings import Settings
+from .controls.admin import Admin
+from .controls.controller import MockControl
+from .controls.faults import Latency
+from .controls.journal import Journal
+from .controls.scenarios import Chaos, ScenarioBook
+from .core.errors import ApiError
+from .core.settings import Settings
+from .http.endpoint import EditEndpoint
+from .http.files import FileEndpoint
+from .http.front import Front
+from .http.links import LinkSigner
+from .http.models import ModelListing
+from .http.openapi import build_openapi
+from .http.responses import error_envelope, error_response
+from .images.outputs import ImageFactory
+from .providers import PROVIDERS
+from .providers.api import Provider
 
-HTTP_ERROR_KINDS = {404: "not_found", 405: "method_not_allowed"}
+HTTP_ERROR_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+class MockStarlette(Starlette):
+    """Starlette with a front layer outside everything, even its error middleware, so that
+    a 500 carries the request id and network faults reach the server's own ``send``."""
+
+    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self.front = front
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self.front(super().build_middleware_stack())
+
+
+def owner(providers: list[Provider], path: str) -> Provider | None:
+    """The provider whose paths ``path`` is among: its endpoint (or a path below it), else
+    the first whose mount (``/v1/``, ``/api/v1/``) it falls under. Unknown paths there answer
+    in that provider's envelope."""
+    return next((p for p in providers if path.startswith(p.path)), None) or next(
+        (p for p in providers if path.startswith(p.mount)), None)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     providers = [provider_class(settings) for provider_class in PROVIDERS]
-    by_path: dict[str, Provider] = {provider.path: provider for provider in providers}
     factory = ImageFactory(settings.render_cache_bytes, settings.fetch_hosts, settings.fetch_timeout)
     signer = LinkSigner(settings.url_secret)
     openapi = json.dumps(build_openapi(providers)).encode()
@@ -47,35 +71,41 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         kind = HTTP_ERROR_KINDS.get(exc.status_code)
-        provider = by_path.get(request.url.path)
-        if kind == "method_not_allowed" and provider is not None:
+        provider = owner(providers, request.url.path)
+        if kind == "method_not_allowed" and provider is not None and provider.path == request.url.path:
             message = f"{request.method} is not allowed on {provider.path}; use POST."
-            response = provider.error_response(ApiError(kind, message), request.state.request_id)
+        elif kind == "not_found":
+            message = f"No route for {request.method} {request.url.path}."
         else:
-            response = error_envelope(exc.status_code, kind or "error", exc.detail if kind is None else
-                                      f"No route for {request.method} {request.url.path}.")
+            message = str(exc.detail)
+        if kind is None or provider is None:
+            response = error_envelope(exc.status_code, kind or "error", message)
+        else:
+            response = error_response(provider, ApiError(kind, message), request.state.request_id)
         response.headers.update(exc.headers or {})
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # Reached only through a bug; Starlette logs the traceback.
         message = "The mock failed on this request; this is a bug in qwen-image-mock."
-        provider = by_path.get(request.url.path)
+        provider = owner(providers, request.url.path)
         if provider is None:
             return error_envelope(500, "internal_error", message)
-        return provider.error_response(ApiError("internal_error", message), request.state.request_id)
+        return error_response(provider, ApiError("internal_error", message), request.state.request_id)
 
     routes = [
         Route(provider.path, EditEndpoint(provider, settings, factory, signer), methods=["POST"])
         for provider in providers
     ]
+    routes += [Route(provider.models_path, ModelListing(provider, settings).handle, methods=["GET"])
+               for provider in providers if provider.models_path]
     routes += [
         Route("/files/{token}.png", FileEndpoint({p.name: p for p in providers}, settings, factory, signer).handle,
               methods=["GET", "HEAD"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    # Test controls (faults, scenarios, chaos, latency, journal): see control.py. The journal
+    # Test controls (faults, scenarios, chaos, latency, journal): see controls/. The journal
     # is kept only when someone can read it.
     journal = (Journal(settings.journal_cap, settings.journal_max_bytes)
                if settings.journal_cap and not settings.disable_admin else None)
@@ -84,10 +114,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes += Admin(settings, journal, scenarios).routes()
     chaos = Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults)
     latency = Latency(*settings.latency, seed=settings.latency_seed)
+    # With several workers each keeps its own journal and scenarios; saying which worker
+    # answered makes that visible.
+    worker = [(b"x-mock-worker", str(os.getpid()).encode())] if settings.workers > 1 else []
 
-    def front(app: ASGIApp) -> MockControl:
-        return MockControl(app, providers=by_path, settings=settings, journal=journal, scenarios=scenarios,
-                           chaos=chaos, latency=latency)
+    def front(app: ASGIApp) -> Front:
+        controls = MockControl(app, providers={p.path: p for p in providers}, settings=settings, journal=journal,
+                               scenarios=scenarios, chaos=chaos, latency=latency)
+        return Front(app, controls, worker)
 
     app = MockStarlette(
         front=front, routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error}
@@ -97,3 +131,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.journal = journal
     app.state.scenarios = scenarios
     return app
+

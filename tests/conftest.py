@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpcore  # noqa: F401  (see below)
 import httpx
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +20,9 @@ from starlette.testclient import TestClient
 
 from mockserver import Settings, create_app
 
+# httpcore is loaded here, in this process, on purpose: pytester's in-process runs (the plugin
+# tests) unload the modules first imported during them, and httpx maps the exceptions of the
+# httpcore it first saw; a reloaded httpcore's errors would then escape unmapped.
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 AUTH = {"Authorization": "Bearer test-key"}
@@ -51,7 +55,9 @@ def modelverse_request() -> dict:
 
 
 def make_client(**overrides) -> TestClient:
-    return TestClient(create_app(Settings(**overrides)), headers=AUTH)
+    """A client of an app made with these settings (providers' own ones by their full names)
+    and nothing from the environment."""
+    return TestClient(create_app(Settings.from_env({}, **overrides)), headers=AUTH)
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from imaging import b64_png, data_uri, open_png
 
-from mockserver.cache import PngCache
-from mockserver.job import OutputBounds
-from mockserver.links import LinkSigner
-from mockserver.render import CAPTION_LIMIT, RenderSpec, render_image
-from mockserver.schemas import load_schema
-from mockserver.settings import DEFAULT_URL_SECRET
+from mockserver.core.schemas import load_schema
+from mockserver.core.settings import DEFAULT_URL_SECRET
+from mockserver.core.sizes import OutputBounds
+from mockserver.http.links import LinkSigner
+from mockserver.images.cache import PngCache
+from mockserver.images.render import CAPTION_LIMIT, RenderSpec, render_image
 
 MV = "/v1/images/generations"
 MV_RULE = load_schema("modelverse", "request")["x-output-size"]

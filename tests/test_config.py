@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 from conftest import free_port, load_fixture, make_client
 
 from mockserver import Settings, cli
-from mockserver.config import read_config
+from mockserver.core.config import read_config
 
 MV_BODY = {"model": "Qwen/Qwen-Image-Edit", "prompt": "Convert to a sketch", "image": "https://example.com/a.png"}
 
@@ -53,7 +52,7 @@ disable_admin = false
     assert settings.chaos_faults == ("rate_limit", "reset")
     assert settings.journal_cap == 50
     assert settings.url_lifetime == 60
-    assert settings.modelverse_b64_style == "plain"
+    assert settings.option("modelverse_b64_style") == "plain"
     assert settings.admin_token == "tok" and settings.disable_admin is False
 
 
@@ -104,7 +103,7 @@ def test_a_missing_file(tmp_path):
 
 
 def test_read_config_returns_only_what_the_file_sets(tmp_path):
-    assert read_config(write(tmp_path, "strict = true"), fields(Settings)) == {"strict": True}
+    assert read_config(write(tmp_path, "strict = true"), Settings.specs()) == {"strict": True}
 
 
 # --- precedence: flags > environment > file > defaults ---------------------------------------
@@ -127,8 +126,8 @@ def serve_settings(monkeypatch) -> Iterator[list[tuple[Settings, dict]]]:
     settings a worker would build from its environment, and what uvicorn was asked for."""
     import uvicorn
 
-    for f in fields(Settings):  # a clean environment, restored afterwards
-        monkeypatch.setenv(f.metadata["env"], "")
+    for spec in Settings.specs():  # a clean environment, restored afterwards
+        monkeypatch.setenv(spec.env, "")
     seen: list[tuple[Settings, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.append((Settings.from_env(), kwargs)))
     yield seen
@@ -326,7 +325,7 @@ def test_the_public_base_url_loses_its_trailing_slash():
 
 
 def test_the_server_is_given_the_protocol_and_shutdown_bounds(serve_settings):
-    from mockserver.protocol import BoundedHttpToolsProtocol
+    from mockserver.server.protocol import BoundedHttpToolsProtocol
 
     cli.main(["serve", "--shutdown-timeout", "2.5"])
     [(_, options)] = serve_settings

@@ -18,7 +18,7 @@ from contract_tests.catalogue import CONSTRAINTS, PROVIDERS, all_rules, request_
 from contract_tests.mutations import NoCandidate, breaks_only, draw_violation
 from contract_tests.report import Exchange, Report, Result, redact
 from contract_tests.strategies import Mode, valid_requests
-from mockserver.schemas import RequestSchema, load_schema, strict_variant
+from mockserver.core.schemas import RequestSchema, load_schema, strict_variant
 
 FAST = settings(max_examples=3, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -191,8 +191,8 @@ def test_report_is_written_as_markdown_and_json(tmp_path: Path) -> None:
 
 
 def test_check_command_is_wired() -> None:
-    from mockserver.check import pytest_argv
     from mockserver.cli import build_parser
+    from mockserver.cli.check import pytest_argv
 
     args = build_parser().parse_args(["check", "--base-url", "http://127.0.0.1:1", "--provider", "modelverse",
                                       "--max-requests", "3", "--strict-mode", "--", "-k", "n::"])

@@ -52,7 +52,7 @@ import time
 import tomllib
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,8 @@ from conftest import ROOT, LiveServer
 from jsonschema import Draft202012Validator
 
 from mockserver.cli import build_parser
-from mockserver.config import read_config
-from mockserver.settings import Settings
+from mockserver.core.config import read_config
+from mockserver.core.settings import Settings
 
 DOCUMENTED_BASE = "127.0.0.1:8000"
 LANGUAGES = {"python", "sh", "bash", "json", "toml", "ini", "text"}
@@ -571,7 +571,7 @@ def check_toml(block: Block, scratch: Path) -> None:
     path = scratch / (Path(block.filename).name if block.filename else "config.toml")
     path.write_text(block.code)
     tomllib.loads(block.code)
-    read_config(str(path), fields(Settings))
+    read_config(str(path), Settings.specs())
     Settings.from_env(environ={}, config=str(path))   # and the settings it makes are valid together
 
 
@@ -581,13 +581,13 @@ FIXTURES_OVERRIDE = {"admin_token", "disable_admin", "workers"}
 PROBE = '''
 from dataclasses import fields
 
-from mockserver.config import read_config
-from mockserver.settings import Settings
+from mockserver.core.config import read_config
+from mockserver.core.settings import Settings
 
 
 def test_the_plugin_reads_the_config_file(qwen_mock, qwen_mock_server):
     path = {path!r}
-    expected = read_config(path, fields(Settings))
+    expected = read_config(path, Settings.specs())
     assert expected, "the config file sets nothing"
     settings = qwen_mock_server.settings
     for name, value in expected.items():

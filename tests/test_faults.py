@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 from conftest import AUTH, load_fixture, make_client
 
-from mockserver.faults import Latency
-from mockserver.network import SimulatedNetworkFault
+from mockserver.controls.faults import Latency
+from mockserver.controls.network import SimulatedNetworkFault
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {"powertokens": "/v1/images/edits", "modelverse": "/v1/images/generations"}
@@ -308,7 +308,7 @@ def test_latency_range_setting_delays_by_the_seeded_sequence():
 
 def test_latency_setting_rejects_bad_values():
     from mockserver import Settings
-    from mockserver.faults import parse_latency
+    from mockserver.core.settings import parse_latency
 
     assert parse_latency("250") == (250, 250)
     assert parse_latency(" 100-400 ") == (100, 400)

@@ -113,7 +113,7 @@ def test_an_unreachable_allowed_host_is_400():
 
 # --- which hosts: host and port, refused at start-up when an entry can never match ------------
 
-from mockserver.fetch import AllowedHost  # noqa: E402
+from mockserver.core.formats import AllowedHost  # noqa: E402
 
 
 def test_an_entry_with_a_port_allows_that_port_only(host):

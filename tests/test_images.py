@@ -22,9 +22,9 @@ from PIL import Image, ImageFile
 from starlette.testclient import TestClient
 
 from mockserver import Settings, create_app
-from mockserver.links import Link, LinkSigner
-from mockserver.render import RenderSpec
-from mockserver.settings import DEFAULT_URL_SECRET
+from mockserver.core.settings import DEFAULT_URL_SECRET
+from mockserver.http.links import Link, LinkSigner
+from mockserver.images.render import RenderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PT, MV = "/v1/images/edits", "/v1/images/generations"

@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES, load_fixture, make_client
 from PIL import Image
 
-from mockserver.journal import EAGER_BYTES
+from mockserver.controls.journal import EAGER_BYTES
 
 PT, MV = "/v1/images/edits", "/v1/images/generations"
 TOKEN = "sk-live-abcdef0123456789"
@@ -267,7 +267,7 @@ def test_admin_token_does_not_change_the_api():
 
 # --- bounds: bytes as well as entries, long strings cut, any nesting, no raw binary ----------
 
-from mockserver.journal import STRING_LIMIT, Journal, JournalEntry  # noqa: E402
+from mockserver.controls.journal import STRING_LIMIT, Journal, JournalEntry  # noqa: E402
 
 
 def test_long_prompts_are_cut_with_a_marker_saying_how_much(client):
@@ -319,9 +319,8 @@ def test_bodies_nested_deeply_are_journaled_and_can_be_read_back(client, path, d
 
 
 def test_a_multipart_form_is_refused_with_the_recipe_and_not_journaled_raw(client):
-    from openai import BadRequestError, OpenAI
-
     from conftest import FIXTURES as _  # noqa: F401
+    from openai import BadRequestError, OpenAI
 
     sdk = OpenAI(base_url="http://testserver/v1", api_key="test", http_client=client, max_retries=0)
     with pytest.raises(BadRequestError) as caught:

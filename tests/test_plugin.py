@@ -137,7 +137,7 @@ def test_each_test_sees_only_its_own_calls_and_scenarios(project):
 def test_in_process_client(project):
     project.makepyfile(test_fast='''
         import pytest
-        from mockserver.network import SimulatedNetworkFault
+        from mockserver.controls.network import SimulatedNetworkFault
 
         BODY = {"model": "Qwen/Qwen-Image-Edit", "prompt": "x", "image": "https://example.com/a.png"}
 
@@ -196,7 +196,7 @@ def test_config_file_from_the_ini(project):
 
 def test_fixtures_are_documented(pytester):
     result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*fixtures defined from mockserver.pytest_plugin*",
+    result.stdout.fnmatch_lines(["*fixtures defined from mockserver.testing.pytest_plugin*",
                                  "qwen_mock_server [[]session scope[]] -- *", "qwen_mock -- *",
                                  "qwen_mock_inprocess -- *", "qwen_mock_client -- *"])
 
@@ -226,8 +226,8 @@ def test_sample_images_are_real_images_of_their_stated_size():
 
     from PIL import Image
 
-    from mockserver.pytest_plugin import MockControls
-    from mockserver.samples import sample_names
+    from mockserver.testing.harness import MockControls
+    from mockserver.testing.samples import sample_names
 
     assert "input-512.png" in sample_names()
     uri = MockControls.image_data_uri()

@@ -20,9 +20,9 @@ from imaging import data_uri, image_bytes
 from starlette.testclient import TestClient
 
 from mockserver import Settings, create_app
-from mockserver.links import Link, LinkSigner
-from mockserver.render import RenderSpec
-from mockserver.settings import DEFAULT_URL_SECRET
+from mockserver.core.settings import DEFAULT_URL_SECRET
+from mockserver.http.links import Link, LinkSigner
+from mockserver.images.render import RenderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PT, MV = "/v1/images/edits", "/v1/images/generations"
@@ -523,9 +523,14 @@ def test_caller_chosen_request_id_is_echoed_everywhere(app_client):
         assert response.headers["x-request-id"]
 
 
-@pytest.mark.parametrize("path", ["/v1/images/edits/", "/v1/images/generations/", "/__mock/requests/", "/healthz/"])
-def test_a_trailing_slash_is_a_json_404_not_a_redirect(path):
+@pytest.mark.parametrize(("path", "provider"), [
+    ("/v1/images/edits/", "powertokens"), ("/v1/images/generations/", "modelverse"), ("/__mock/requests/", None),
+    ("/healthz/", None),
+])
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(path, provider):
+    """In the envelope of the provider whose endpoint it resembles; the mock's own otherwise."""
     with TestClient(create_app(Settings()), headers=AUTH, follow_redirects=False) as client:
         response = client.post(path, json={}) if path.startswith("/v1") else client.get(path)
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    expected = "not_found" if provider is None else ERROR_SCHEMAS[PATHS[provider]]["x-errors"]["not_found"]["code"]
+    assert response.json()["error"]["code"] == expected

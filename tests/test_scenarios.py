@@ -10,9 +10,9 @@ import openai
 import pytest
 from conftest import load_fixture, make_client
 
-from mockserver import Settings
-from mockserver.network import SimulatedNetworkFault
-from mockserver.scenarios import Chaos
+from mockserver import Settings, create_app
+from mockserver.controls.network import SimulatedNetworkFault
+from mockserver.controls.scenarios import Chaos
 
 PT, MV = "/v1/images/edits", "/v1/images/generations"
 MODELVERSE_BODY = {"model": "Qwen/Qwen-Image-Edit", "prompt": "Convert to a sketch", "image": "https://example.com/a.png"}
@@ -261,7 +261,7 @@ def test_chaos_is_the_same_in_another_process(start_server):
 
 def test_chaos_settings_are_checked():
     with pytest.raises(ValueError, match="chaos_faults: unknown fault"):
-        Settings(chaos_faults=("rate_limit", "explode"))
+        create_app(Settings(chaos_faults=("rate_limit", "explode")))
     with pytest.raises(ValueError, match="chaos_rate"):
         Settings(chaos_rate=1.5)
     assert not Chaos(0.0, 1, ["rate_limit"])

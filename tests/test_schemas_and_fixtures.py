@@ -13,7 +13,7 @@ from conftest import ROOT, load_fixture, make_client
 from imaging import b64_png, data_uri, image_bytes
 from jsonschema import Draft202012Validator
 
-from mockserver.schemas import strict_variant
+from mockserver.core.schemas import strict_variant
 
 PT, MV = "powertokens", "modelverse"
 PROVIDERS = (PT, MV)

@@ -1,5 +1,5 @@
 """Schemathesis against the mock's own /openapi.json: with the hooks module
-(``mockserver.schemathesis_hooks``) every check passes and nothing answers 5xx.
+(``mockserver.testing.schemathesis_hooks``) every check passes and nothing answers 5xx.
 
 The run is the command docs/openapi-tools.md shows, against a mock with a key configured
 (so that ``ignored_auth`` has something to check), derandomised and bounded: a few seconds.
@@ -16,19 +16,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import ROOT, load_fixture, make_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, load_fixture, make_client
-
 pytest.importorskip("schemathesis", reason="schemathesis is in the test extra: pip install -e '.[test]'")
 
-from mockserver import openapi as openapi_module  # noqa: E402
-from mockserver import schemathesis_hooks as hooks  # noqa: E402
-from mockserver.schemas import load_schema  # noqa: E402
+from mockserver.core.schemas import load_schema  # noqa: E402
+from mockserver.http import openapi as openapi_module  # noqa: E402
+from mockserver.testing import schemathesis_hooks as hooks  # noqa: E402
 
 KEY = "schemathesis-key"
-HOOKS = "mockserver.schemathesis_hooks"
+HOOKS = "mockserver.testing.schemathesis_hooks"
 MAX_EXAMPLES = 25
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle"}
 

@@ -1,12 +1,9 @@
-"""The providers the mock serves: one module each, plus its folder in ``schemas/``.
+"""The providers the mock serves, in order (the first whose mount matches answers a path no
+one serves): one module each, plus its folder in ``schemas/``. Adding a provider is its
+module, its schema folder and its entry here; nothing else names a provider."""
 
-A new provider is a new module with a ``Provider`` subclass, its schemas, and one entry here.
-"""
-
-from .base import Provider, ResponseContext
+from .api import Provider
 from .modelverse import Modelverse
 from .powertokens import Powertokens
 
 PROVIDERS: tuple[type[Provider], ...] = (Powertokens, Modelverse)
-
-__all__ = ["PROVIDERS", "Modelverse", "Powertokens", "Provider", "ResponseContext"]

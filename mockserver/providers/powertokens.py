@@ -4,29 +4,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ApiError
-from ..images import ImageRules, parse_reference
-from ..job import EditJob, OutputBounds, SizeRules, parse_size
-from ..outputs import JobResult
-from ..settings import Settings
-from .base import Provider, ResponseContext
+from .api import (
+    EditJob,
+    JobResult,
+    OutputBounds,
+    Provider,
+    ResponseContext,
+    Settings,
+    SizeRules,
+    parse_reference,
+    parse_size,
+)
 
 
 class Powertokens(Provider):
     name = "powertokens"
     path = "/v1/images/edits"
+    mount = "/v1/"
+    api_key_env = "POWERTOKENS_API_KEY"
+    client_base_path = "/v1"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.image_rules = ImageRules.from_schema(self.request_schema.property("#/$defs/image")["x-image"])
+        self.image_rules = self.request_schema.image_rules("#/$defs/image")
         self.size_rules = SizeRules.from_schema(self.request_schema.property("#/properties/size")["x-size"])
         # Sizes are explicit (or the default), within x-size's pixel range.
         self.output_bounds = OutputBounds(self.size_rules.max_pixels)
+        self.defaults = self.request_schema.defaults_at("#")
 
-    def to_job(self, body: dict[str, Any]) -> EditJob:
-        options = {**self.request_schema.defaults, **body}
+    def to_job(self, body: dict[str, Any], headers: Mapping[str, str]) -> EditJob:
+        options = {**self.defaults, **body}
         content = body["input"]["messages"][0]["content"]
         prompt = next(item["text"] for item in content if "text" in item)
         images = tuple(
@@ -41,7 +51,7 @@ class Powertokens(Provider):
             image_rules=self.image_rules,
             n=int(options["n"]),
             size=parse_size(options["size"], "size", self.size_rules),
-            response_format=options["response_format"],
+            inline_output=options["response_format"] == "b64_json",
             negative_prompt=body.get("negative_prompt"),
             seed=int(body["seed"]) if "seed" in body else None,
             options={"watermark": options["watermark"], "prompt_extend": options["prompt_extend"]},
@@ -51,7 +61,8 @@ class Powertokens(Provider):
         data = []
         revised = revised_prompt(job.prompt) if job.options["prompt_extend"] else None
         for image in result.images:
-            item = self.image_item(image, context)
+            kind, value = self.inline_or_link(image, context)
+            item = {"b64_json" if kind == "b64" else "url": value}
             if revised is not None:
                 item["revised_prompt"] = revised
             data.append(item)
@@ -71,9 +82,6 @@ class Powertokens(Provider):
                 "effective_seed": result.seed,
             },
         }
-
-    def error_param(self, error: ApiError, request_id: str) -> str | None:
-        return error.param
 
 
 def revised_prompt(prompt: str) -> str:

@@ -1,0 +1,138 @@
+"""Formats several layers read, each defined once: a whole number written in text, a data
+URI and image data in text, a bearer token, a host[:port] entry. Each parser answers ``None``
+(or raises ``ValueError``, for settings) for anything it does not accept, so the caller
+decides the error and its envelope."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+# ASCII digits only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int() then
+# refuses or reads as other numbers. And few of them: int() of thousands of digits is slow
+# (and refused past 4300).
+DIGITS = re.compile(r"[0-9]+")
+MAX_DIGITS = 18
+
+
+def whole_number(text: str, maximum: int | None = None) -> int | None:
+    """``text`` as a non-negative integer of at most 18 ASCII digits (and at most ``maximum``)."""
+    if len(text) > MAX_DIGITS or not DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if maximum is None or value <= maximum else None
+
+
+def exceeds(text: str, limit: int) -> bool:
+    """Whether ``text`` is a whole number, of any length, greater than ``limit``."""
+    if not DIGITS.fullmatch(text):
+        return False
+    return len(text) > MAX_DIGITS or int(text) > limit
+
+
+# RFC 2397, with the media type, a few parameters and the base64 marker; letter case is free
+# (RFC 2397 and RFC 3986 treat scheme and type case-insensitively).
+DATA_URI = re.compile(
+    r"data:(?P<media_type>[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64})?(?:;[^;,]{0,100}){0,4};base64,",
+    re.IGNORECASE,
+)
+
+
+# A long run of base64 alone is image data too (modelverse takes bare base64).
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/\r\n]{256,}={0,2}")
+
+
+class DataUri(NamedTuple):
+    media_type: str | None  # lower-case, as given
+    payload_start: int  # where the base64 begins
+
+
+def data_uri(value: str) -> DataUri | None:
+    """The parts of a base64 ``data:`` URI at the start of ``value``."""
+    match = DATA_URI.match(value)
+    if match is None:
+        return None
+    media_type = match.group("media_type")
+    return DataUri(media_type.lower() if media_type else None, match.end())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (scheme in any case)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def image_summary(media_type: str | None, payload: str) -> dict[str, Any]:
+    """Base64 image data as a person wants to read it: media type, size and sha256."""
+    try:
+        data = base64.b64decode(payload.replace("\n", "").replace("\r", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return {"media_type": media_type, "base64_chars": len(payload), "decodes": False,
+                "sha256": hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()}
+    return {"media_type": media_type, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def describe_image_string(value: str) -> dict[str, Any] | None:
+    """The summary of a string that is image data (a base64 data URI, or a long run of bare
+    base64), else None."""
+    if value[:5].lower() == "data:":
+        uri = data_uri(value)
+        if uri is not None:
+            return image_summary(uri.media_type, value[uri.payload_start:])
+    elif len(value) >= 256 and BASE64_RUN.fullmatch(value):
+        return image_summary(None, value)
+    return None
+
+
+# Image data quoted inside a message: a data URI and its base64, or a long run of base64.
+QUOTED_IMAGE = re.compile(rf"(?:{DATA_URI.pattern})[A-Za-z0-9+/=\r\n]*|{BASE64_RUN.pattern}", re.IGNORECASE)
+
+
+def describe_images_in(text: str) -> str:
+    """``text`` with quoted image data replaced by its media type and size: a validator's
+    message quotes the offending value, which for an image is base64 noise."""
+
+    def described(match: re.Match[str]) -> str:
+        quoted = match.group()
+        uri = data_uri(quoted)
+        if uri is None:
+            return f"<{len(quoted)} characters of base64>"
+        return f"<{uri.media_type or 'data'}, about {(len(quoted) - uri.payload_start) * 3 // 4} bytes as base64>"
+
+    return QUOTED_IMAGE.sub(described, text)
+
+
+@dataclass(frozen=True)
+class AllowedHost:
+    """An entry of ``--fetch-hosts``: a host, on any port or on the one it names."""
+
+    host: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowedHost:
+        """``images.example.com``, ``127.0.0.1:8080`` or ``[::1]:8080``; ``ValueError`` for an
+        entry that could never match a URL."""
+        try:
+            parts = urlsplit(f"//{entry.strip()}")
+            host, port = parts.hostname, parts.port
+        except ValueError as error:
+            raise ValueError(f"{entry!r} is not a host or host:port ({error})") from None
+        if not host or parts.path or parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{entry!r} is not a host or host:port (no scheme, path or user)")
+        if port == 0:
+            raise ValueError(f"{entry!r}: port 0 never matches")
+        return cls(host.lower(), port)
+
+    def matches(self, host: str, port: int) -> bool:
+        return host == self.host and (self.port is None or port == self.port)
+
+
+def parse_hosts(text: str) -> frozenset[AllowedHost]:
+    return frozenset(AllowedHost.parse(entry) for entry in text.split(",") if entry.strip())

@@ -1,0 +1,87 @@
+"""Reading a request body within a size limit and the server's deadline, and parsing it as a
+JSON object."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ..core.errors import ApiError
+from ..core.formats import exceeds
+from .server_marks import BODY_LATE
+
+# Content types that are certainly not JSON. Anything else is parsed: curl's ``-d`` sends JSON
+# as application/x-www-form-urlencoded, and the real gateways read such bodies as JSON too.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError("body_too_large", f"Request body is larger than the limit of {limit} bytes.")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit`` (nothing past it is
+    buffered), or 408 if the server marks it late (see ``protocol.py``)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and exceeds(declared, limit):
+        raise _too_large(limit)
+    # Straight from ASGI messages: Starlette's request.stream() costs more than the whole
+    # of reading a small body this way.
+    state = request.scope.get("state", {})
+    chunks, size, more = [], 0, True
+    while more:
+        message = await request.receive()
+        if BODY_LATE in state:
+            raise ApiError("timeout", "The request body did not arrive in time (the mock's --read-timeout).")
+        if message["type"] == "http.disconnect":
+            # Nobody will read the answer; this keeps it out of the server's error log.
+            raise ApiError("invalid_json", "The client disconnected before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN and Infinity; JSON (and the real services) do not.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json_object(raw: bytes, headers: Mapping[str, str], hint: str) -> dict[str, Any]:
+    """The body as a JSON object; a 400 that says how to send one (``hint``) otherwise."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        # orjson refuses integers beyond 64 bits, which are valid JSON (and then out of
+        # range for a field, which deserves that message); the standard parser decides.
+        body = _parse_slowly(raw, headers.get("content-type"), hint, error)
+    if not isinstance(body, dict):
+        raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}. {hint}")
+    return body
+
+
+def _parse_slowly(raw: bytes, content_type: str | None, hint: str, first_error: Exception) -> Any:
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        raise ApiError("invalid_json", f"This endpoint takes a JSON body, not multipart/form-data. {hint}")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+        # The standard parser accepts lone surrogates ("\ud800"), which are not text.
+        json.dumps(body, ensure_ascii=False).encode()
+        return body
+    except UnicodeError:
+        reason = "it is not UTF-8 text"
+    except ValueError:
+        # orjson's reason names a position, never the body's bytes (which may be an image).
+        reason = str(first_error)
+    except RecursionError:
+        raise ApiError("invalid_json", "Request body is nested too deeply.") from None
+    sent = f" (sent as {media_type})" if media_type in FORM_TYPES else ""
+    raise ApiError("invalid_json", f"Request body is not valid JSON{sent}: {reason}. {hint}") from None
