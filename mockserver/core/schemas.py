@@ -138,11 +138,13 @@ def objects_in(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def strict_variant(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with every ``x-strict`` block applied and unknown fields forbidden."""
+    """The schema with every ``x-strict`` block applied and unknown fields forbidden in every
+    object type it declares (not in conditions such as ``if``/``then``, which only narrow
+    an object declared elsewhere)."""
     strict = copy.deepcopy(schema)
     for node in objects_in(strict):
         node.update(node.pop("x-strict", {}))
-        if "properties" in node and "additionalProperties" not in node:
+        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
             node["additionalProperties"] = False
     return strict
 

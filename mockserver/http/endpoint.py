@@ -42,6 +42,7 @@ class EditEndpoint:
         try:
             headers = request.headers
             authenticate(headers.get("authorization"), self.settings.api_keys)
+            self.provider.check_request(headers)
             raw = await read_body(request, self.settings.max_body_bytes)
             body = parse_json_object(raw, headers, self.provider.body_hint)
             warnings = self.validate(body)

@@ -72,6 +72,10 @@ class Provider:
             if name.startswith(f"{self.name}_")
         }
 
+    def check_request(self, headers: Mapping[str, str]) -> None:
+        """Refuse, with ``ApiError``, what the headers alone make unacceptable; called once the
+        caller is authenticated, before the body is read."""
+
     def to_job(self, body: dict[str, Any], headers: Mapping[str, str]) -> EditJob:
         """The provider-neutral job a valid request body asks for; ``ApiError`` for what the
         schema cannot say (a size out of range, an unsupported reference...)."""

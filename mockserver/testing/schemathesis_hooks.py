@@ -82,22 +82,29 @@ def _common(lists: Sequence[Sequence[str]], *, fold: bool = False) -> list[str]:
 
 
 def sizes(rules: Sequence[Mapping[str, Any]]) -> st.SearchStrategy[str]:
-    """``W<sep>H`` sizes every ``x-size`` in ``rules`` accepts."""
+    """``W<sep>H`` sizes every ``x-size`` in ``rules`` accepts: the separators they share, the
+    pixel range and the side range they all allow (a rule may bound the total, the sides or
+    both)."""
     separators = _common([r["separators"] for r in rules])
-    low = max(1, *(int(r["minPixels"]) for r in rules))
-    high = min(int(r["maxPixels"]) for r in rules)
-    if not separators or low > high:
+    low = max(1, *(int(r.get("minPixels", 1)) for r in rules))
+    high = min(int(r.get("maxPixels", 2**31)) for r in rules)
+    min_side = max(1, *(int(r.get("minSide", 1)) for r in rules))
+    max_side = min(int(r.get("maxSide", high)) for r in rules)
+    if not separators or low > high or min_side > max_side:
         return st.nothing()
 
     # A side of at most high - low + 1 always has a multiple within [low, high]. Sides up to
     # sqrt(high) give everyday shapes; the rest of the range reaches one-pixel-wide strips.
-    everyday = min(math.isqrt(high), high - low + 1)
-    sides = st.one_of(st.integers(1, everyday), st.integers(1, high - low + 1))
+    everyday = max(min_side, min(math.isqrt(high), high - low + 1, max_side))
+    sides = st.one_of(st.integers(min_side, everyday), st.integers(min_side, max(min_side, min(high - low + 1, max_side))))
 
     @st.composite
     def draw_size(draw: st.DrawFn) -> str:
         side = draw(sides)
-        other = draw(st.integers(-(-low // side), high // side))
+        lowest, highest = max(-(-low // side), min_side), min(high // side, max_side)
+        if lowest > highest:
+            side, lowest, highest = min_side, max(-(-low // min_side), min_side), min(high // min_side, max_side)
+        other = draw(st.integers(lowest, highest))
         width, height = (side, other) if draw(st.booleans()) else (other, side)
         return f"{width}{draw(st.sampled_from(separators))}{height}"
 
