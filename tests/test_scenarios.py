@@ -181,7 +181,7 @@ def test_delete_clears_all_or_one_scope_or_one(client):
     ({"fault": "rate_limit", "after": -1}, "after must be an integer >= 0"),
     ({"fault": "rate_limit", "times": True}, "times must be an integer"),
     ({"fault": "rate_limit", "rate": 1.5}, "rate must be a number between 0 and 1"),
-    ({"fault": "rate_limit", "provider": "openai"}, "provider must be one of modelverse, powertokens"),
+    ({"fault": "rate_limit", "provider": "openai"}, "provider must be one of dashscope, modelverse, powertokens"),
     ({"fault": "rate_limit", "session": ""}, "session must be a non-empty string"),
     ({"times": 2}, "needs a fault, a latency_ms, or both"),
     ({"latency_ms": -1}, "latency_ms must be a whole number"),

@@ -3,7 +3,8 @@ one serves): one module each, plus its folder in ``schemas/``. Adding a provider
 module, its schema folder and its entry here; nothing else names a provider."""
 
 from .api import Provider
+from .dashscope import DashScope
 from .modelverse import Modelverse
 from .powertokens import Powertokens
 
-PROVIDERS: tuple[type[Provider], ...] = (Powertokens, Modelverse)
+PROVIDERS: tuple[type[Provider], ...] = (Powertokens, Modelverse, DashScope)
