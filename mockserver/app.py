@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .controls.admin import Admin
 from .controls.controller import MockControl
@@ -46,6 +46,19 @@ class MockStarlette(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         return self.front(super().build_middleware_stack())
+
+
+class EditFirst:
+    """Edit requests straight to their endpoint; everything else through Starlette's routing
+    and error handling (the endpoint handles its own errors)."""
+
+    def __init__(self, endpoints: dict[str, ASGIApp], app: ASGIApp) -> None:
+        self.endpoints = endpoints
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["path"]) if scope.get("method") == "POST" else None
+        await (endpoint or self.app)(scope, receive, send)
 
 
 def owner(providers: list[Provider], path: str) -> Provider | None:
@@ -93,10 +106,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return error_envelope(500, "internal_error", message)
         return error_response(provider, ApiError("internal_error", message), request.state.request_id)
 
-    routes = [
-        Route(provider.path, EditEndpoint(provider, settings, factory, signer), methods=["POST"])
-        for provider in providers
-    ]
+    edit_endpoints = {provider.path: EditEndpoint(provider, settings, factory, signer) for provider in providers}
+    routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in edit_endpoints.items()]
     routes += [Route(provider.models_path, ModelListing(provider, settings).handle, methods=["GET"])
                for provider in providers if provider.models_path]
     routes += [
@@ -119,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     worker = [(b"x-mock-worker", str(os.getpid()).encode())] if settings.workers > 1 else []
 
     def front(app: ASGIApp) -> Front:
+        app = EditFirst(edit_endpoints, app)
         controls = MockControl(app, providers={p.path: p for p in providers}, settings=settings, journal=journal,
                                scenarios=scenarios, chaos=chaos, latency=latency)
         return Front(app, controls, worker)

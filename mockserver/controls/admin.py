@@ -98,7 +98,7 @@ class Admin:
 
     async def scenarios_add(self, request: Request) -> tuple[int, dict[str, Any]]:
         try:
-            raw = await read_body(request, ADMIN_BODY_LIMIT)
+            raw = await read_body(request.scope, request.receive, request.headers, ADMIN_BODY_LIMIT)
         except ApiError as error:
             status = {"body_too_large": 413, "timeout": 408}.get(error.kind, 400)
             raise AdminError(status, error.kind, error.message) from None

@@ -126,7 +126,8 @@ class JournalEntry:
         self.time = time
         self.method: str = scope["method"]
         self.path: str = truncated(scope["path"])
-        self.query = truncated(scope.get("query_string", b"").decode("latin-1"))
+        query = scope.get("query_string", b"")
+        self.query = truncated(query.decode("latin-1")) if query else ""
         self.provider = provider
         self.request_id = request_id
         self.headers, header_bytes = _bounded_headers(scope["headers"])

@@ -54,6 +54,8 @@ class DataUri(NamedTuple):
 
 def data_uri(value: str) -> DataUri | None:
     """The parts of a base64 ``data:`` URI at the start of ``value``."""
+    if value[:5].lower() != "data:":  # most values are not: skip the regular expression
+        return None
     match = DATA_URI.match(value)
     if match is None:
         return None

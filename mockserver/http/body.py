@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from ..core.errors import ApiError
 from ..core.formats import exceeds
@@ -23,18 +23,18 @@ def _too_large(limit: int) -> ApiError:
     return ApiError("body_too_large", f"Request body is larger than the limit of {limit} bytes.")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The body, or 413 as soon as it is known to exceed ``limit`` (nothing past it is
-    buffered), or 408 if the server marks it late (see ``protocol.py``)."""
-    declared = request.headers.get("content-length")
+    buffered), or 408 if the server marks it late (see ``server/protocol.py``)."""
+    declared = headers.get("content-length")
     if declared is not None and exceeds(declared, limit):
         raise _too_large(limit)
     # Straight from ASGI messages: Starlette's request.stream() costs more than the whole
     # of reading a small body this way.
-    state = request.scope.get("state", {})
+    state = scope.get("state", {})
     chunks, size, more = [], 0, True
     while more:
-        message = await request.receive()
+        message = await receive()
         if BODY_LATE in state:
             raise ApiError("timeout", "The request body did not arrive in time (the mock's --read-timeout).")
         if message["type"] == "http.disconnect":

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -27,8 +27,7 @@ class LinkError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     spec: RenderSpec  # the first image's: the others differ only in their index
     provider: str
     expires: int

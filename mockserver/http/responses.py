@@ -24,10 +24,16 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
 def error_response(provider: Provider, error: ApiError, request_id: str) -> Response:
     """``error`` in ``provider``'s envelope, with its status; all the request's violations
     in ``x-mock-violations``."""
+    return Response(*error_parts(provider, error, request_id))
+
+
+def error_parts(provider: Provider, error: ApiError, request_id: str) -> tuple[bytes, int, dict[str, str], str]:
+    """The body, status, headers and media type of ``error_response``."""
     headers = dict(error.headers)
     if error.violations:
         headers["x-mock-violations"] = header_list(error.violations)
-    return json_response(provider.error_body(error, request_id), provider.error_status(error.kind), headers)
+    body = orjson.dumps(provider.error_body(error, request_id))
+    return body, provider.error_status(error.kind), headers, "application/json"
 
 
 def error_envelope(status: int, code: str, message: str) -> Response:
