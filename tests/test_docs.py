@@ -63,14 +63,16 @@ from conftest import ROOT, LiveServer
 from jsonschema import Draft202012Validator
 
 from mockserver.cli import build_parser
+from mockserver.providers import PROVIDERS
 from mockserver.core.config import read_config
 from mockserver.core.settings import Settings
 
 DOCUMENTED_BASE = "127.0.0.1:8000"
 LANGUAGES = {"python", "sh", "bash", "json", "toml", "ini", "text"}
 RUNNABLE = {"python", "sh", "bash"}
-PROVIDER_PATHS = {"/v1/images/edits": "powertokens", "/v1/images/generations": "modelverse",
-                  "images.generate(": "modelverse"}
+# How a block shows which provider it calls: its path, or its client library's call.
+PROVIDER_PATHS = {**{p.path: p.name for p in PROVIDERS}, "images.generate(": "modelverse",
+                  "MultiModalConversation": "dashscope"}
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 120
 
@@ -352,9 +354,9 @@ def split_http(text: str) -> tuple[str, dict[str, str], str]:
 def kind_of(answer: Any) -> str | None:
     """What a JSON answer looks like: a provider's ``response``, its ``error``, or neither
     (the admin endpoints' answers, the journal)."""
-    if isinstance(answer, dict) and "error" in answer:
+    if isinstance(answer, dict) and ("error" in answer or {"code", "message", "request_id"} <= set(answer)):
         return "error"
-    if isinstance(answer, dict) and {"created", "data"} <= set(answer):
+    if isinstance(answer, dict) and ({"created", "data"} <= set(answer) or {"output", "usage"} <= set(answer)):
         return "response"
     return None
 
