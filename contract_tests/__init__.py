@@ -1,4 +1,5 @@
-"""Contract tests for the powertokens and modelverse Qwen image-editing APIs.
+"""Contract tests for the hosted Qwen image-editing APIs the mock serves (every provider of
+its registry, ``mockserver.providers.PROVIDERS``).
 
 A pytest + Hypothesis suite generated from the JSON Schemas in ``schemas/``. It checks the
 in-process mock by default, or any live server given ``--base-url`` (the mock on a port,

@@ -11,6 +11,11 @@
 
 Each rule carries its source (``doc``, ``upstream``, ``assumption``), resolved the way the
 mock resolves it: the deepest ``x-source`` on the way to the keyword wins.
+
+Conditional rules (``allOf`` entries of ``if`` / ``then``, such as one model's own limits)
+are rules of their ``then`` branch, named with their condition:
+``<provider>::parameters.n::maximum(model=<name>)[upstream]``. A request checking one
+satisfies the condition, and a mutation breaking it keeps the condition true.
 """
 
 from __future__ import annotations
@@ -21,9 +26,22 @@ from typing import Any
 
 from mockserver.core.schemas import load_schema, objects_in, strict_variant
 
-PROVIDERS = ("powertokens", "modelverse")
-PATHS = {"powertokens": "/v1/images/edits", "modelverse": "/v1/images/generations"}
-KEY_ENV = {"powertokens": "POWERTOKENS_API_KEY", "modelverse": "MODELVERSE_API_KEY"}
+from .providers import (
+    KEY_ENV,
+    NAMES,
+    PATHS,
+    api,
+    if_holds,
+    label,
+    placeholders,
+    property_at,
+    resolve,
+    source_along,
+    source_of,
+)
+
+PROVIDERS = NAMES  # every provider of the mock's registry, in its order
+__all__ = ["KEY_ENV", "PATHS", "PROVIDERS", "Condition", "Rule", "all_rules", "load_schema", "resolve"]
 
 # Keywords that constrain a value (rather than structure the schema).
 CONSTRAINTS = (
@@ -40,6 +58,29 @@ MEANING = {
 
 
 @dataclass(frozen=True)
+class Condition:
+    """The ``if`` of an ``allOf`` branch: the rules of its ``then`` hold only when it does."""
+
+    label: str  # "model=qwen-image-edit"
+    branch: tuple[Any, ...]  # schema path of the allOf entry, e.g. ("allOf", 2)
+    at: tuple[Any, ...]  # the instance the condition is about ("[]" for every item)
+    schema: dict[str, Any]  # the if schema
+
+    def holds(self, body: Any) -> bool:
+        """Whether the condition holds for ``body`` (for each instance it is about)."""
+        instances = [body]
+        for step in self.at:
+            nxt = []
+            for value in instances:
+                if step == "[]" and isinstance(value, list):
+                    nxt += value
+                elif isinstance(value, dict) and step in value:
+                    nxt.append(value[step])
+            instances = nxt
+        return bool(instances) and all(if_holds(self.schema, value) for value in instances)
+
+
+@dataclass(frozen=True)
 class Rule:
     provider: str
     kind: str  # schema | semantic | response | protocol | mock
@@ -53,8 +94,9 @@ class Rule:
     # the instance the keyword applies to; "[]" stands for every item of an array
     instance_path: tuple[Any, ...] = ()
     value: Any = None  # the keyword's value (or the property name, for required)
-    variant: str = ""  # response rules: which valid requests they need (any, b64_json, url)
+    variant: str = ""  # response rules: which valid requests they need (any, inline, link, several)
     extra: tuple[tuple[str, Any], ...] = field(default=())
+    condition: Condition | None = None  # rules of a then branch: when they apply
 
     @property
     def id(self) -> str:
@@ -64,17 +106,13 @@ class Rule:
     def meaning(self) -> str:
         return MEANING.get(self.source, "")
 
+    @property
+    def base_keyword(self) -> str:
+        """The keyword without its qualifiers: ``maximum`` for ``maximum(model=x)(strict)``."""
+        return self.keyword.split("(")[0]
+
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.extra).get(key, default)
-
-
-def source_of(node: Any, keyword: str) -> str | None:
-    if not isinstance(node, dict):
-        return None
-    source = node.get("x-source")
-    if isinstance(source, dict):
-        return source.get(keyword)
-    return source
 
 
 def field_label(instance_path: tuple[Any, ...]) -> str:
@@ -85,17 +123,6 @@ def field_label(instance_path: tuple[Any, ...]) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text or "(body)"
-
-
-def resolve(root: dict[str, Any], node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = root
-        for part in node["$ref"].lstrip("#/").split("/"):
-            if part:
-                target = target[part]
-        rest = {k: v for k, v in node.items() if k != "$ref"}
-        node = {**target, **rest} if rest else target
-    return node
 
 
 def is_unsatisfiable(node: Any) -> bool:
@@ -123,6 +150,30 @@ def describe(keyword: str, value: Any, label: str) -> str:
     }.get(keyword, f"{label}: {keyword} {value}")
 
 
+def describe_condition(schema: dict[str, Any], fallback: str) -> str:
+    """``model=qwen-image-edit`` for ``{"properties": {"model": {"const": ...}}}``, values of
+    an enum joined by commas; the branch's place when the condition says something else."""
+    parts = []
+    for name, sub in schema.get("properties", {}).items():
+        if isinstance(sub, dict) and "const" in sub:
+            parts.append(f"{name}={sub['const']}")
+        elif isinstance(sub, dict) and "enum" in sub:
+            parts.append(f"{name}={','.join(str(v) for v in sub['enum'])}")
+        else:
+            return fallback
+    extra = set(schema) - {"properties", "required", "type", "description"}
+    return ";".join(parts) if parts and not extra else fallback
+
+
+# x-size: its limits, each a rule of its own, and the text of each
+SIZE_LIMITS = {
+    "minPixels": "must total at least {} pixels",
+    "maxPixels": "must total at most {} pixels",
+    "minSide": "must have each side at least {} pixels",
+    "maxSide": "must have each side at most {} pixels",
+}
+
+
 class _Walker:
     """Walks one request schema, yielding a rule per constraint keyword."""
 
@@ -133,12 +184,14 @@ class _Walker:
         self.strict_names = strict_names  # (schema_path, keyword) present only in strict mode
 
     def walk(self, node: Any, schema_path: tuple, instance_path: tuple, inherited: str | None,
-             raw_nodes: tuple) -> None:
+             raw_nodes: tuple, condition: Condition | None = None) -> None:
         node = resolve(self.root, node)
         if not isinstance(node, dict):
             return
         nodes = raw_nodes + (node,)
         label = field_label(instance_path)
+        when = f"({condition.label})" if condition else ""
+        when_text = f" when {condition.label}" if condition else ""
 
         def source(keyword: str) -> str:
             found = inherited
@@ -152,9 +205,9 @@ class _Walker:
             strict_only = key in self.strict_names
             self.rules.append(Rule(
                 provider=self.provider, kind=kind, field=field_label(inst),
-                keyword=keyword + ("(strict)" if strict_only else ""), source=src, description=description,
-                strict_only=strict_only, schema_path=path, instance_path=inst, value=value,
-                extra=tuple(sorted(extra.items())),
+                keyword=keyword + when + ("(strict)" if strict_only else ""), source=src,
+                description=description + when_text, strict_only=strict_only, schema_path=path,
+                instance_path=inst, value=value, extra=tuple(sorted(extra.items())), condition=condition,
             ))
 
         siblings_fix_type = "enum" in node or "const" in node
@@ -176,6 +229,8 @@ class _Walker:
                 describe("additionalProperties", False, label), source("additionalProperties"))
         for index, part in enumerate(node.get("allOf", [])):
             part = resolve(self.root, part)
+            if "if" in part:
+                continue  # conditional branches: walked last, below
             if "contains" in part:
                 contains = resolve(self.root, part["contains"])
                 what = ",".join(contains.get("required", [])) or "match"
@@ -194,18 +249,16 @@ class _Walker:
                         f"{label} must hold at most {high} item(s) with {what}", src or "assumption",
                         contains=contains, minContains=low, maxContains=high, validator="maxContains")
             else:
-                self.walk(part, schema_path + ("allOf", index), instance_path, inherited, nodes)
+                self.walk(part, schema_path + ("allOf", index), instance_path, inherited, nodes, condition)
         if "x-size" in node:
             xs = node["x-size"]
             src = source_of(xs, "x-size") or source("x-size")
-            self.rules.append(Rule(self.provider, "semantic", label, "x-size.minPixels", src,
-                                   f"{label} must total at least {xs['minPixels']} pixels",
-                                   instance_path=instance_path, value=xs, schema_path=schema_path))
-            self.rules.append(Rule(self.provider, "semantic", label, "x-size.maxPixels", src,
-                                   f"{label} must total at most {xs['maxPixels']} pixels",
-                                   instance_path=instance_path, value=xs, schema_path=schema_path))
+            for limit, text in SIZE_LIMITS.items():
+                if limit in xs:
+                    add("semantic", f"x-size.{limit}", xs, schema_path, instance_path,
+                        f"{label} {text.format(xs[limit])}", src, size_rule=limit)
         if "x-image" in node:
-            self.add_image_rules(node, instance_path, schema_path, source)
+            self.add_image_rules(node, instance_path, schema_path, source, condition)
         for name, sub in node.get("properties", {}).items():
             sub_resolved = resolve(self.root, sub)
             if is_unsatisfiable(sub_resolved):
@@ -217,14 +270,25 @@ class _Walker:
                     instance_path + (name,), describe("not", None, field_label(instance_path + (name,))),
                     src or "assumption")
                 continue
-            self.walk(sub, schema_path + ("properties", name), instance_path + (name,), inherited, nodes)
+            self.walk(sub, schema_path + ("properties", name), instance_path + (name,), inherited, nodes, condition)
         if isinstance(node.get("items"), dict):
-            self.walk(node["items"], schema_path + ("items",), instance_path + ("[]",), inherited, nodes)
+            self.walk(node["items"], schema_path + ("items",), instance_path + ("[]",), inherited, nodes, condition)
+        for index, part in enumerate(node.get("allOf", [])):
+            part = resolve(self.root, part)
+            if "if" not in part:
+                continue
+            if "else" in part or condition is not None:
+                raise NotImplementedError(f"{self.provider}: only if/then branches, one level deep, are supported")
+            branch = schema_path + ("allOf", index)
+            inner = Condition(describe_condition(part["if"], f"allOf[{index}]"), branch, instance_path, part["if"])
+            self.walk(part.get("then", {}), branch + ("then",), instance_path, inherited, nodes + (part,), inner)
 
-    def add_image_rules(self, node: dict[str, Any], instance_path: tuple, schema_path: tuple, source) -> None:
+    def add_image_rules(self, node: dict[str, Any], instance_path: tuple, schema_path: tuple, source,
+                        condition: Condition | None) -> None:
         rules = node["x-image"]
         own = rules.get("x-source", {})
         label = field_label(instance_path)
+        when = f"({condition.label})" if condition else ""
         lookup = {"schemes": "schemes", "base64": "dataUri", "maxBytes": "maxBytes", "decodes": "formats",
                   "formats": "formats", "maxPixels": "maxPixels", "recommendedSide": "recommendedSide"}
         texts = {
@@ -244,14 +308,14 @@ class _Walker:
             src = (own.get(lookup[sub]) if isinstance(own, dict) else own) or source("x-image")
             strict_only = sub == "recommendedSide"
             self.rules.append(Rule(
-                self.provider, "semantic", label, f"x-image.{sub}" + ("(strict)" if strict_only else ""), src,
+                self.provider, "semantic", label, f"x-image.{sub}{when}" + ("(strict)" if strict_only else ""), src,
                 text, strict_only=strict_only, instance_path=instance_path, value=rules,
-                schema_path=schema_path, extra=(("image_rule", sub),),
+                schema_path=schema_path, extra=(("image_rule", sub),), condition=condition,
             ))
 
 
 def _schema_keys(rules: list[Rule]) -> set[tuple]:
-    return {(r.schema_path, r.keyword.split("(")[0]) for r in rules if r.kind == "schema"}
+    return {(r.schema_path, r.base_keyword) for r in rules if r.kind == "schema"}
 
 
 @cache
@@ -272,6 +336,11 @@ def request_rules(provider: str) -> tuple[Rule, ...]:
     return tuple(out)
 
 
+def conditional_rules(provider: str) -> tuple[Rule, ...]:
+    """The rules of ``then`` branches: those that hold only under a condition."""
+    return tuple(rule for rule in request_rules(provider) if rule.condition is not None)
+
+
 def _walk(provider: str, schema: dict[str, Any], strict_keys: set[tuple]) -> list[Rule]:
     walker = _Walker(provider, schema, strict_keys)
     walker.walk(schema, (), (), source_of(schema, "type"), ())
@@ -281,62 +350,91 @@ def _walk(provider: str, schema: dict[str, Any], strict_keys: set[tuple]) -> lis
 # --------------------------------------------------------------------------- other rules
 
 
-def _response_source(provider: str, *keys: str, default: str = "doc") -> str:
-    node: Any = load_schema(provider, "response")
-    found = source_of(node, "type") or default
-    for key in keys:
-        node = resolve(load_schema(provider, "response"), node[key])
-        found = source_of(node, "type") or found
-    return found
-
-
 def _error_source(provider: str, kind: str) -> str:
     return load_schema(provider, "error")["x-errors"][kind].get("x-source", "assumption")
 
 
+WEAKEST_FIRST = ("assumption", "upstream", "doc")
+
+
+def _weakest(sources: list[str]) -> str:
+    return min(sources, key=WEAKEST_FIRST.index) if sources else "assumption"
+
+
 def output_size_source(provider: str) -> str:
+    """The source of the output size rule: a size field's default where the request has one
+    (its default decides), else the weakest source of the ``x-output-size`` blocks that may
+    decide it (one per model where the schema has one per model)."""
     request = load_schema(provider, "request")
-    if "x-output-size" in request:
-        return request["x-output-size"].get("x-source", "assumption")
-    for name, prop in request["properties"].items():
-        if "x-size" in prop:
+    for prop in request.get("properties", {}).values():
+        if isinstance(prop, dict) and "x-size" in prop and "default" in prop:
             return source_of(prop, "default") or source_of(prop, "type") or "doc"
-    return "assumption"
+    sources = []
+    for node in objects_in(request):
+        if "x-output-size" in node:
+            own = node["x-output-size"].get("x-source", source_of(node, "x-output-size"))
+            sources += list(own.values()) if isinstance(own, dict) else [own or "assumption"]
+    return _weakest(sources)
 
 
 @cache
 def response_rules(provider: str) -> tuple[Rule, ...]:
     R = lambda field, keyword, source, text, variant="any", **extra: Rule(  # noqa: E731
         provider, "response", field, keyword, source, text, variant=variant, extra=tuple(sorted(extra.items())))
+    where = api(provider)
     response = load_schema(provider, "response")
-    image_props = response["$defs"]["image"]["properties"]
+    body_src = source_of(response, "type") or "doc"
+    images = label(where.images, "response")
+    images_src = source_along(response, where.images, default=body_src)
     size_src = output_size_source(provider)
     rules = [
-        R("response", "status-200", _response_source(provider), "a valid request is answered 200"),
-        R("response", "content-type", _response_source(provider), "the answer is application/json"),
-        R("response", "schema", _response_source(provider), "the body validates against response.json"),
-        R("response.data", "count", _response_source(provider, "properties", "data"),
-          "data holds exactly n items (n's default when absent)"),
-        R("response.data[].b64_json", "image-size", size_src,
-          "with response_format b64_json each item's b64_json decodes to an image of the requested size",
-          variant="b64_json"),
-        R("response.data[].url", "image-size", size_src,
-          "with response_format url (or absent) each url downloads as an image of the requested size",
-          variant="url"),
-        R("response.data[]", "png", "upstream", "output images are PNG (upstream returns PNG)",
-          variant="b64_json"),
-        R("response.created", "plausible", source_of(response["properties"]["created"], "type") or "doc",
-          "created is the Unix time in seconds: within a day of now (or the --frozen-time given)"),
+        R("response", "status-200", body_src, "a valid request is answered 200"),
+        R("response", "content-type", body_src, "the answer is application/json"),
+        R("response", "schema", body_src, "the body validates against response.json"),
+        R(images, "count", images_src, f"{label(where.images)} holds exactly n items (n's default when absent)"),
+        R(images, "count-several", images_src,
+          f"asked for two images (where the request allows it), {label(where.images)} holds both", variant="several"),
+    ]
+    if where.b64_key and where.format:
+        rules.append(R(f"{images}[].{where.b64_key}", "image-size", size_src,
+                       f"asked for base64 output, each item's {where.b64_key} decodes to an image of the requested "
+                       "size", variant="inline"))
+    rules.append(R(f"{images}[].{where.url_key}", "image-size", size_src,
+                   f"asked for links (or by default), each item's {where.url_key} downloads as an image of the "
+                   "requested size", variant="link"))
+    png_variant = "inline" if where.b64_key and where.format else "link"
+    rules.append(R(f"{images}[]", "png", "upstream", "output images are PNG (upstream returns PNG)",
+                   variant=png_variant))
+    if where.created:
+        rules.append(R(label(where.created, "response"), "plausible", source_along(response, where.created, "type",
+                                                                                body_src),
+                       "created is the Unix time in seconds: within a day of now (or the --frozen-time given)"))
+    if where.request_id:
+        rules.append(R(label(where.request_id, "response"), "request-id",
+                       source_along(response, where.request_id, "type", body_src),
+                       "the body carries the request id (equal to the x-request-id header where there is one)"))
+    if where.width and where.height:
+        common = tuple(a for a, b in zip(where.width, where.height) if a == b)
+        rules.append(R(label(common, "response"), "size", source_along(response, where.width, "type", body_src),
+                       f"{label(where.width)} and {label(where.height)} give the size of the images returned"))
+    rules += [
         R("response", "x-request-id", "assumption", "the answer carries an x-request-id header"),
         R("request", "unknown-field-ignored", "assumption",
           "an unknown top-level field is ignored (answered 200), outside strict mode"),
-        R("response", "strict-schema", _response_source(provider),
+        R("response", "strict-schema", body_src,
           "the body validates against response.json with its x-strict keywords applied (--strict-mode)"),
     ]
-    if "revised_prompt" in image_props:
-        rules.append(R("response.data[].revised_prompt", "present", source_of(image_props["revised_prompt"], "type")
-                       or "doc", "with prompt_extend on (its default), each item has a revised_prompt"))
+    if where.revised_prompt_key:
+        item = resolve(response, property_at_images(response, where.images))
+        node = item.get("properties", {}).get(where.revised_prompt_key, {})
+        rules.append(R(f"{images}[].{where.revised_prompt_key}", "present", source_of(node, "type") or body_src,
+                       f"with prompt rewriting on (its default), each item has a {where.revised_prompt_key}"))
     return tuple(rules)
+
+
+def property_at_images(response: dict[str, Any], images: tuple[str, ...]) -> dict[str, Any]:
+    """The schema of one item of the image list."""
+    return resolve(response, property_at(response, images).get("items", {}))
 
 
 @cache
@@ -350,9 +448,9 @@ def protocol_rules(provider: str) -> tuple[Rule, ...]:
         R("auth", "malformed-token", auth, "an Authorization header that is not 'Bearer <token>': 401"),
         R("auth", "invalid-key", auth, "a wrong key: 401 (needs a target that checks keys)"),
         R("error", "invalid_json", _error_source(provider, "invalid_json"),
-          "a body that is not JSON: 400 with the catalogue's invalid_json type and code"),
+          "a body that is not JSON: 400 with the catalogue's invalid_json code"),
         R("error", "invalid_parameter", _error_source(provider, "invalid_parameter"),
-          "an out-of-range value: 400 with the catalogue's invalid_parameter type and code"),
+          "an out-of-range value: 400 with the catalogue's invalid_parameter code"),
         R("error", "body_too_large", _error_source(provider, "body_too_large"),
           "a body over the size limit (--max-body-bytes): 413 in the error envelope"),
         R("error", "not_found", _error_source(provider, "not_found"), "an unknown path: 404 as JSON"),
@@ -364,15 +462,19 @@ def protocol_rules(provider: str) -> tuple[Rule, ...]:
     kinds = sorted({n["x-error"] for n in objects_in(request) if "x-error" in n})
     for kind in kinds:
         rules.append(R("error", kind, _error_source(provider, kind),
-                       f"a request breaking a rule marked x-error {kind}: the catalogue's {kind} type and code",
+                       f"a request breaking a rule marked x-error {kind}: the catalogue's {kind} code",
                        error_kind=kind))
-    param = error["properties"]["error"]["properties"].get("param", {})
-    if "request id" in param.get("description", "").lower():
-        rules.append(R("error.param", "request-id", source_of(error, "type") or "doc",
-                       "error.param carries the request id (the x-request-id header)"))
-    else:
-        rules.append(R("error.param", "field-path", "assumption",
-                       "error.param names the offending field as a JSON path"))
+    envelope = placeholders(error["x-envelope"])
+    if "request_id" in envelope:
+        path = envelope["request_id"]
+        name = label(path) if path[:1] == ("error",) else label(path, "error")
+        rules.append(R(name, "request-id", source_along(error, path, "type", source_of(error, "type") or "doc"),
+                       f"the error body's {label(path)} carries the request id (the x-request-id header)"))
+    if "param" in envelope:
+        path = envelope["param"]
+        name = label(path) if path[:1] == ("error",) else label(path, "error")
+        rules.append(R(name, "field-path", "assumption",
+                       f"the error body's {label(path)} names the offending field as a JSON path"))
     return tuple(rules)
 
 
@@ -380,7 +482,7 @@ def protocol_rules(provider: str) -> tuple[Rule, ...]:
 def mock_rules(provider: str) -> tuple[Rule, ...]:
     return (
         Rule(provider, "mock", "determinism", "same-request-same-bytes", "assumption",
-             "the mock answers the same request with byte-identical images (b64_json and url)"),
+             "the mock answers the same request with byte-identical images (inline and links)"),
         Rule(provider, "mock", "determinism", "seed-changes-image", "assumption",
              "the mock draws a different image when the seed changes"),
     )

@@ -7,17 +7,19 @@ import json
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import jsonschema
 from PIL import Image
 
-from mockserver.core.schemas import load_schema, objects_in, strict_variant
+from mockserver.core.schemas import load_schema, strict_variant
 
 from .catalogue import resolve
+from .providers import Parts, api, get_at, if_holds, label
 from .report import Exchange, redact
-from .semantics import inspect_image, parse_size
+from .semantics import derived_size, inspect_image, parse_size, within_output_bounds
 from .strategies import Body, request_schema  # noqa: F401  (Body is re-exported)
 from .target import b64_payload
 
@@ -95,37 +97,53 @@ def expect_error(exchange: Exchange, provider: str, status: int, kind: str | Non
     assert not problems, f"the error body is not the provider's envelope (error.json): {problems}; {shown(exchange)}"
     if kind is not None:
         entry = error_catalogue(provider)[kind]
-        got = (body["error"].get("type"), body["error"].get("code"))
-        assert got == (entry["type"], entry["code"]), (
-            f"{kind}: expected type {entry['type']!r} and code {entry['code']!r}, got type {got[0]!r} and "
-            f"code {got[1]!r}; {shown(exchange)}")
+        where = api(provider)
+        # the fields of the catalogue entry the envelope has a place for (type, code)
+        fields = [name for name in ("type", "code") if name in entry and where.error_field(name) is not None]
+        expected = {name: entry[name] for name in fields}
+        got = {name: error_value(provider, body, name) for name in fields}
+        assert got == expected, (
+            f"{kind}: expected " + " and ".join(f"{n} {v!r}" for n, v in expected.items()) + ", got "
+            + " and ".join(f"{n} {v!r}" for n, v in got.items()) + f"; {shown(exchange)}")
     return body
+
+
+def error_value(provider: str, body: Any, name: str) -> Any:
+    """The value of an envelope field (``message``, ``type``, ``code``, ``param``,
+    ``request_id``) in an error body: where the provider's ``x-envelope`` puts it."""
+    path = api(provider).error_field(name)
+    return None if path is None else get_at(body, path, None)
+
+
+def error_field_label(provider: str, name: str) -> str:
+    path = api(provider).error_field(name)
+    return label(path) if path is not None else name
 
 
 # --------------------------------------------------------------------------- what a request asks for
 
 
 def requested_n(provider: str, body: dict[str, Any]) -> int:
-    schema = request_schema(provider, False)
-    return int(body.get("n", schema["properties"]["n"].get("default", 1)))
+    return int(api(provider).requested_count(body))
 
 
 def requested_format(provider: str, body: dict[str, Any]) -> str:
-    schema = request_schema(provider, False)
-    return body.get("response_format", schema["properties"]["response_format"].get("default", "url"))
+    """``inline`` or ``link``."""
+    return api(provider).requested_format(body)
 
 
-def images_in(provider: str, body: Any) -> list[str]:
-    """The image strings of a request, in order (found through the x-image keyword)."""
+def images_in(provider: str, body: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The image strings of a request, in order, each with its x-image rules (found through
+    the x-image keyword)."""
     schema = request_schema(provider, False)
-    found: list[str] = []
+    found: list[tuple[str, dict[str, Any]]] = []
 
     def walk(node: Any, value: Any) -> None:
         node = resolve(schema, node)
         if not isinstance(node, dict):
             return
         if "x-image" in node and isinstance(value, str):
-            found.append(value)
+            found.append((value, node["x-image"]))
         if isinstance(value, dict):
             for name, sub in node.get("properties", {}).items():
                 if name in value:
@@ -138,27 +156,92 @@ def images_in(provider: str, body: Any) -> list[str]:
     return found
 
 
-def requested_size(provider: str, body: dict[str, Any]) -> tuple[int, int]:
-    """The output size a request asks for: its x-size field (or that field's default), or,
-    with x-output-size, the first inline input image's size (fallback for URL inputs)."""
+@dataclass(frozen=True)
+class ExpectedSize:
+    """The output size a request asks for, and how it was worked out."""
+
+    width: int
+    height: int
+    how: str
+    tolerance: int = 0  # pixels either way per side: rounding is undocumented for derived sizes
+    bounds: dict[str, Any] | None = None  # the x-output-size block a derived size must keep to
+
+    def problem(self, size: tuple[int, int]) -> str | None:
+        """Why an image of ``size`` is not what was asked for (None: it is)."""
+        width, height = size
+        near = abs(width - self.width) <= self.tolerance and abs(height - self.height) <= self.tolerance
+        if not near:
+            slack = f" (±{self.tolerance} px)" if self.tolerance else ""
+            return f"is {width}x{height}, the request asks for {self.width}x{self.height}{slack}: {self.how}"
+        broken = within_output_bounds(self.bounds, size) if self.bounds and self.tolerance else []
+        if broken:
+            return f"is {width}x{height}, which has {', '.join(broken)} ({self.how})"
+        return None
+
+
+def size_fields(provider: str, body: Any) -> list[tuple[Parts, dict[str, Any], Any]]:
+    """(where, x-size rules, default) of each size field that applies to ``body``: those of
+    if/then branches only where their condition holds."""
     schema = request_schema(provider, False)
-    for name, prop in schema["properties"].items():
-        if "x-size" in prop:
-            return parse_size(body.get(name, prop["default"]), prop["x-size"])
-    rule = schema["x-output-size"]
-    for value in images_in(provider, body):
-        node = _image_node(schema)
-        _, info = inspect_image(value, node["x-image"], False)
-        if info is not None and info.width is not None and rule.get("fromInput"):
-            return info.width, info.height
-    return tuple(rule["forUrlInput"])  # type: ignore[return-value]
+    found: list[tuple[Parts, dict[str, Any], Any]] = []
+
+    def walk(node: Any, value: Any, path: Parts, default: Any) -> None:
+        node = resolve(schema, node)
+        if not isinstance(node, dict):
+            return
+        default = node.get("default", default)
+        if "x-size" in node:
+            found.append((path, node["x-size"], default))
+        for part in node.get("allOf", []):
+            part = resolve(schema, part)
+            if "if" not in part:
+                walk(part, value, path, default)
+            elif value is not None and if_holds(part["if"], value):
+                walk(part.get("then", {}), value, path, default)
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, value.get(name) if isinstance(value, dict) else None, path + (name,), None)
+
+    walk(schema, body, (), None)
+    return found
 
 
-def _image_node(schema: dict[str, Any]) -> dict[str, Any]:
-    for node in objects_in(schema):
-        if "x-image" in node:
-            return node
-    raise LookupError("no x-image in the schema")
+def output_size_rule(provider: str, body: Any) -> dict[str, Any] | None:
+    """The ``x-output-size`` block deciding the output size of ``body``: the one of the if/then
+    branch whose condition it meets, else the schema's own."""
+    schema = request_schema(provider, False)
+    rule = schema.get("x-output-size")
+    for part in schema.get("allOf", []):
+        part = resolve(schema, part)
+        if "if" in part and if_holds(part["if"], body) and "x-output-size" in part.get("then", {}):
+            rule = part["then"]["x-output-size"]
+    return rule
+
+
+def requested_size(provider: str, body: dict[str, Any]) -> ExpectedSize:
+    """The output size a request asks for: its x-size field (or that field's default), or,
+    by x-output-size, the size derived from an input image (the ``last`` one where it says
+    so, else the first), or its fallback for an input the server cannot see (a URL)."""
+    for path, rules, default in size_fields(provider, body):
+        value = get_at(body, path, None)
+        if value is None and default is None:
+            continue
+        width, height = parse_size(value if value is not None else default, rules)
+        what = f"{label(path)} {value!r}" if value is not None else f"{label(path)}'s default {default!r}"
+        return ExpectedSize(width, height, what)
+    rule = output_size_rule(provider, body)
+    if rule is None:
+        raise LookupError(f"{provider}: the request schema says nothing of the output size of {short_json(body)}")
+    images = images_in(provider, body)
+    chosen = (images[-1] if rule.get("fromInput") == "last" else images[0]) if images else None
+    which = "the last input image" if rule.get("fromInput") == "last" else "the input image"
+    info = inspect_image(chosen[0], chosen[1], False)[1] if chosen else None
+    if info is None or info.width is None:
+        width, height = derived_size(rule, None)
+        return ExpectedSize(width, height, f"{which} is a URL: x-output-size.forUrlInput")
+    width, height = derived_size(rule, (info.width, info.height))
+    steps = [k for k in ("area", "maxAspectRatio", "minPixels", "maxPixels", "minSide", "maxSide") if k in rule]
+    return ExpectedSize(width, height, f"derived from {which} ({info.width}x{info.height}) by x-output-size "
+                        f"({', '.join(f'{k} {rule[k]}' for k in steps)})", tolerance=1, bounds=rule)
 
 
 # --------------------------------------------------------------------------- images

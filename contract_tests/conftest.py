@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .catalogue import PROVIDERS, all_rules
+from .catalogue import KEY_ENV, PROVIDERS, all_rules
 from .report import Report, Result
 from .session import Contract, Options
 from .target import is_loopback
@@ -38,8 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--provider", dest="contract_provider", action="append", choices=(*PROVIDERS, "all"),
                     help="provider(s) to check (repeatable; default: all)")
     group.addoption("--api-key-env", dest="contract_api_key_env", default=None, metavar="NAME",
-                    help="environment variable holding the API key (default: POWERTOKENS_API_KEY / "
-                         "MODELVERSE_API_KEY); the mock on 127.0.0.1 accepts any token")
+                    help="environment variable holding the API key (default: " + " / ".join(KEY_ENV.values())
+                         + "); the mock on 127.0.0.1 accepts any token")
     group.addoption("--max-requests", dest="contract_max_requests", type=int, default=20, metavar="N",
                     help="live targets: at most N requests that generate images (paid); further paid checks "
                          "are skipped (default: %(default)s)")
@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rules(*kinds): parametrize the test with the catalogue's rules of these kinds")
     options = Options.from_config(config)
     if options.base_url and not config.getoption("contract_provider") and not is_loopback(options.base_url):
-        raise pytest.UsageError("--provider powertokens|modelverse is required with a --base-url that is not "
+        raise pytest.UsageError(f"--provider {'|'.join(PROVIDERS)} is required with a --base-url that is not "
                                 "a mock on 127.0.0.1: a real endpoint serves one provider")
     report = Report({
         "description": options.base_url or "the mock, in process" + (f" ({options.asgi_app})" if options.asgi_app else ""),

@@ -8,7 +8,9 @@ candidates that break *that rule and nothing else*:
   ``jsonschema``, reports errors, and every one of them is the targeted keyword at the
   targeted place;
 * a semantic rule (``x-size``, ``x-image``): the schema accepts the body, and the local
-  checks of ``semantics.py`` find exactly the targeted problem.
+  checks of ``semantics.py`` find exactly the targeted problem;
+* a conditional rule (of an ``if`` / ``then`` branch) also needs its condition to hold in
+  the mutated body: breaking a model's own limit must not change the model.
 
 The check runs before anything is sent, on the very body that is sent, so neither
 Hypothesis's shrinking nor a gap in a mutation can send a valid request to a test that
@@ -36,7 +38,7 @@ from .semantics import (
     oversized_image,
     unsupported_format,
 )
-from .strategies import TEXT_ALPHABET, request_schema, semantic_problems, validator
+from .strategies import TEXT_ALPHABET, Builder, Mode, narrow, request_schema, semantic_problems, validator
 
 Path = tuple[Any, ...]
 UNKNOWN_KEY = st.from_regex(r"x_contract_[a-z]{1,10}", fullmatch=True)
@@ -74,11 +76,14 @@ def expected_validators(rule: Rule) -> set[str]:
         return {"contains", "minContains"}
     if validator_name:
         return {validator_name}
-    return {rule.keyword.split("(")[0]}
+    return {rule.base_keyword}
 
 
 def breaks_only(body: Any, rule: Rule, strict: bool) -> bool:
-    """True if ``body`` breaks ``rule`` and no other rule (of the schema or x-size/x-image)."""
+    """True if ``body`` breaks ``rule`` and no other rule (of the schema or x-size/x-image),
+    with the rule's condition, if it has one, holding."""
+    if rule.condition is not None and not rule.condition.holds(body):
+        return False
     errors = schema_errors(body, rule.provider, strict)
     if rule.kind == "schema":
         wanted = expected_validators(rule)
@@ -93,7 +98,7 @@ def breaks_only(body: Any, rule: Rule, strict: bool) -> bool:
     if errors:
         return False
     problems = semantic_problems(body, rule.provider, strict)
-    target = rule.keyword.split(".", 1)[1].split("(")[0]
+    target = rule.base_keyword.split(".", 1)[1]
     return bool(problems) and all(
         normalise(_parse_location(where)) == rule.instance_path and problem == target for where, problem in problems
     )
@@ -109,34 +114,55 @@ def _parse_location(where: str) -> Path:
 # --------------------------------------------------------------------------- locating
 
 
-def locations(body: Any, pattern: Path) -> list[Path]:
-    """Concrete paths in ``body`` matching ``pattern``; the last step may be absent."""
+_ABSENT = object()
+
+
+def locations(body: Any, pattern: Path, create: bool = False) -> list[Path]:
+    """Concrete paths in ``body`` matching ``pattern``; the last step may be absent, and with
+    ``create`` so may the objects on the way when no array is (``replaced`` makes them)."""
     found: list[Path] = [()]
     for depth, step in enumerate(pattern):
         last = depth == len(pattern) - 1
+        rest_keys = create and "[]" not in pattern[depth:]
         nxt = []
         for path in found:
-            node = get(body, path)
+            node = get(body, path, _ABSENT)
             if step == "[]":
                 if isinstance(node, list):
                     nxt += [path + (i,) for i in range(len(node))]
-            elif isinstance(node, dict) and (step in node or last):
+            elif isinstance(node, dict) and (step in node or last or rest_keys):
                 nxt.append(path + (step,))
+            elif node is _ABSENT and rest_keys:
+                nxt.append(path + (step,))  # inside an object replaced() creates
         found = nxt
     return found
 
 
-def get(body: Any, path: Path) -> Any:
+_RAISE = object()
+
+
+def get(body: Any, path: Path, default: Any = _RAISE) -> Any:
     for step in path:
-        body = body[step]
+        try:
+            body = body[step]
+        except (KeyError, IndexError, TypeError):
+            if default is _RAISE:
+                raise
+            return default
     return body
 
 
 def replaced(body: Any, path: Path, value: Any) -> Any:
+    """A copy of ``body`` with ``value`` at ``path``, objects missing on the way created."""
     out = copy.deepcopy(body)
     if not path:
         return copy.deepcopy(value)
-    get(out, path[:-1])[path[-1]] = copy.deepcopy(value)
+    node = out
+    for step in path[:-1]:
+        if isinstance(node, dict) and step not in node:
+            node[step] = {}
+        node = node[step]
+    node[path[-1]] = copy.deepcopy(value)
     return out
 
 
@@ -161,6 +187,34 @@ def node_at(provider: str, strict: bool, schema_path: Path) -> dict[str, Any]:
     return resolve(schema, node)
 
 
+def declared_at(provider: str, strict: bool, instance_path: Path) -> Any:
+    """The subschema the schema declares for ``instance_path`` (its ``properties`` and
+    ``items``, a scalar's ``allOf`` merged; conditional branches left out), or None."""
+    schema = request_schema(provider, strict)
+    node: Any = resolve(schema, schema)
+    for step in instance_path:
+        if not isinstance(node, dict):
+            return None
+        node = resolve(schema, node.get("items") if step == "[]" else node.get("properties", {}).get(step))
+    if not isinstance(node, dict):
+        return None
+    merged = {k: v for k, v in node.items() if k != "allOf"}
+    for part in node.get("allOf", []):
+        if "if" not in resolve(schema, part) and "contains" not in resolve(schema, part):
+            merged = narrow(schema, merged, part)
+    return merged
+
+
+def context_of(rule: Rule, strict: bool) -> dict[str, Any]:
+    """The node of the rule's keyword with what the schema declares of the same value around
+    it (a then branch's ``maximum`` beside the property's own type and bounds)."""
+    node = node_at(rule.provider, strict, rule.schema_path) if rule.schema_path else {}
+    if rule.condition is None:
+        return node
+    declared = declared_at(rule.provider, strict, rule.instance_path)
+    return narrow(request_schema(rule.provider, strict), declared, node) if isinstance(declared, dict) else node
+
+
 # --------------------------------------------------------------------------- bad values
 
 
@@ -183,15 +237,18 @@ def bad_value(data: st.DataObject, rule: Rule, node: dict[str, Any]) -> Any:
             ).filter(lambda s: s not in values), label="bad value")
         return data.draw(st.integers().filter(lambda i: i not in values), label="bad value")
     if keyword == "minimum":
+        # below this minimum but, for a conditional one, within the value's other bounds
+        floor = max(value - 1000, other_bound(rule, "minimum"))
         if node.get("type") == "integer":
-            return data.draw(st.integers(value - 1000, value - 1), label="bad value")
-        return data.draw(st.one_of(st.integers(math.floor(value) - 1000, math.ceil(value) - 1),
-                                   st.floats(value - 1000, value, exclude_max=True)), label="bad value")
+            return data.draw(st.integers(math.ceil(floor), value - 1), label="bad value")
+        return data.draw(st.one_of(st.integers(math.ceil(floor), math.ceil(value) - 1),
+                                   st.floats(floor, value, exclude_max=True)), label="bad value")
     if keyword == "maximum":
+        ceiling = min(value + 1000, other_bound(rule, "maximum"))
         if node.get("type") == "integer":
-            return data.draw(st.integers(value + 1, value + 1000), label="bad value")
-        return data.draw(st.one_of(st.integers(math.floor(value) + 1, math.floor(value) + 1000),
-                                   st.floats(value, value + 1000, exclude_min=True)), label="bad value")
+            return data.draw(st.integers(value + 1, math.floor(ceiling)), label="bad value")
+        return data.draw(st.one_of(st.integers(math.floor(value) + 1, math.floor(ceiling)),
+                                   st.floats(value, ceiling, exclude_min=True)), label="bad value")
     if keyword == "minLength":
         return data.draw(st.text(TEXT_ALPHABET, max_size=value - 1), label="bad value")
     if keyword == "maxLength":
@@ -218,16 +275,39 @@ def bad_value(data: st.DataObject, rule: Rule, node: dict[str, Any]) -> Any:
     raise NotImplementedError(keyword)
 
 
+def other_bound(rule: Rule, keyword: str) -> float:
+    """For a conditional rule, the ``minimum`` / ``maximum`` the property declares besides
+    the rule's own (a model's own maximum sits inside the property's): a bad value must
+    stay within it to break the rule alone. Unbounded (+-inf) otherwise."""
+    unbounded = math.inf if keyword == "maximum" else -math.inf
+    if rule.condition is None:
+        return unbounded
+    declared = declared_at(rule.provider, False, rule.instance_path) or {}
+    return declared.get(keyword, unbounded)
+
+
 def bad_size(data: st.DataObject, rule: Rule) -> str:
+    """A size breaking the rule's x-size limit (others, where the x-size has them, kept)."""
     rules = rule.value
     sep = data.draw(st.sampled_from(rules["separators"]), label="separator")
-    low, high = rules["minPixels"], rules["maxPixels"]
-    if rule.keyword == "x-size.minPixels":
-        width = data.draw(st.integers(1, math.isqrt(low)), label="width")
-        height = data.draw(st.integers(1, (low - 1) // width), label="height")
-    else:
-        width = data.draw(st.integers(1, math.isqrt(high) + 1), label="width")
+    low, high = rules.get("minPixels", 1), rules.get("maxPixels")
+    low_side, high_side = max(1, rules.get("minSide", 1)), rules.get("maxSide")
+    limit = rule.get("size_rule") or rule.base_keyword.split(".", 1)[1]
+    if limit == "minPixels":
+        width = data.draw(st.integers(low_side, max(low_side, math.isqrt(low))), label="width")
+        height = data.draw(st.integers(1, max(1, (low - 1) // width)), label="height")
+    elif limit == "maxPixels":
+        width = data.draw(st.integers(low_side, max(low_side, math.isqrt(high) + 1)), label="width")
         height = data.draw(st.integers(high // width + 1, high // width + 1000), label="height")
+    elif limit == "minSide":
+        width = data.draw(st.integers(1, low_side - 1), label="width")
+        height = data.draw(st.integers(low_side, max(low_side, high_side or low_side)), label="height")
+    else:  # maxSide
+        width = data.draw(st.integers(high_side + 1, high_side + 1000), label="width")
+        top = high // width if high else high_side
+        height = data.draw(st.integers(low_side, max(low_side, min(high_side, top))), label="height")
+    if data.draw(st.booleans(), label="swap sides"):
+        width, height = height, width
     return f"{width}{sep}{height}"
 
 
@@ -284,14 +364,14 @@ def candidates(data: st.DataObject, rule: Rule, body: dict[str, Any], strict: bo
     pattern = rule.instance_path
     if rule.kind == "semantic":
         bad = bad_size(data, rule) if keyword.startswith("x-size") else bad_image(data, rule, strict)
-        for path in locations(body, pattern):
+        for path in locations(body, pattern, create=True):
             yield replaced(body, path, bad)
         return
 
-    node = node_at(rule.provider, strict, rule.schema_path) if rule.schema_path else {}
+    node = context_of(rule, strict)
     if keyword in ("type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "pattern", "anyOf"):
         bad = bad_value(data, rule, node)
-        for path in locations(body, pattern):
+        for path in locations(body, pattern, create=True):
             yield replaced(body, path, bad)
         if pattern and pattern[-1] == "[]":
             for path in locations(body, pattern[:-1]):
@@ -301,8 +381,15 @@ def candidates(data: st.DataObject, rule: Rule, body: dict[str, Any], strict: bo
             if isinstance(get(body, path[:-1]), dict) and path[-1] in get(body, path[:-1]):
                 yield deleted(body, path)
     elif keyword == "not":
-        value = data.draw(JSON_VALUES, label="forbidden value")
-        for path in locations(body, pattern):
+        # a value the declared property takes (a size, say), where it declares one: only the
+        # ban is broken; any JSON value where the property is banned outright
+        declared = declared_at(rule.provider, strict, rule.instance_path)
+        values = JSON_VALUES
+        if isinstance(declared, dict) and declared.get("not") not in ({}, True) and (
+                set(declared) & {"type", "enum", "const", "pattern", "x-size", "x-image"}):
+            values = Builder(request_schema(rule.provider, strict), Mode(rule.provider, strict)).build(declared)
+        value = data.draw(values, label="forbidden value")
+        for path in locations(body, pattern, create=True):
             yield replaced(body, path, value)
     elif keyword == "minItems":
         for path in locations(body, pattern):
@@ -339,7 +426,7 @@ def candidates(data: st.DataObject, rule: Rule, body: dict[str, Any], strict: bo
         name = data.draw(UNKNOWN_KEY.filter(lambda k: k not in node.get("properties", {})), label="unknown key")
         value = data.draw(JSON_VALUES, label="unknown value")
         for path in locations(body, pattern):
-            target = get(body, path)
+            target = get(body, path, {})
             if isinstance(target, dict):
                 yield replaced(body, path, {**target, name: value})
         if pattern and pattern[-1] == "[]":

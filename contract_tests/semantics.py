@@ -1,5 +1,5 @@
 """The rules JSON Schema cannot express, checked locally: ``x-size`` (a ``W*H`` string
-whose total pixels lie in a range) and ``x-image`` (an image reference: URL scheme,
+whose total pixels, or each side, lie in a range) and ``x-image`` (an image reference: URL scheme,
 inline encoding, base64, real image bytes, format, byte and pixel limits, recommended
 side lengths).
 
@@ -29,7 +29,7 @@ SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 # Sub-rules of x-image, in the order a careful server checks them: one request, one error.
 IMAGE_RULES = ("schemes", "base64", "maxBytes", "decodes", "formats", "maxPixels", "recommendedSide")
-SIZE_RULES = ("minPixels", "maxPixels")
+SIZE_RULES = ("minPixels", "maxPixels", "minSide", "maxSide")
 
 # Formats Pillow writes, with the data-URI subtype for each.
 SUBTYPES = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "TIFF": "tiff", "WEBP": "webp", "GIF": "gif",
@@ -39,29 +39,89 @@ SUBTYPES = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "TIFF": "tiff", "WEBP": 
 # --------------------------------------------------------------------------- x-size
 
 
+def _size_match(value: str, rules: dict[str, Any]) -> re.Match[str] | None:
+    separators = "".join(re.escape(s) for s in rules["separators"])
+    return re.fullmatch(rf"([0-9]+)[{separators}]([0-9]+)", value)
+
+
 def size_problems(value: Any, rules: dict[str, Any]) -> list[str]:
-    """The x-size rules a size string breaks ([] when it is fine or not a size at all:
-    the schema's ``pattern`` speaks for the format)."""
+    """The x-size limits a size string breaks, each of them ([] when it is fine or not a size
+    at all: the schema's ``pattern`` speaks for the format)."""
     if not isinstance(value, str):
         return []
-    separators = "".join(re.escape(s) for s in rules["separators"])
-    match = re.fullmatch(rf"([0-9]+)[{separators}]([0-9]+)", value)
+    match = _size_match(value, rules)
     if match is None:
         return []
-    pixels = int(match.group(1)) * int(match.group(2))
-    if pixels < rules["minPixels"]:
-        return ["minPixels"]
-    if pixels > rules["maxPixels"]:
-        return ["maxPixels"]
-    return []
+    width, height = int(match.group(1)), int(match.group(2))
+    broken = {
+        "minPixels": width * height < rules.get("minPixels", 0),
+        "maxPixels": "maxPixels" in rules and width * height > rules["maxPixels"],
+        # a zero side is no size at all: below any lower bound
+        "minSide": min(width, height) < rules.get("minSide", 0) or (
+            "minSide" in rules and min(width, height) == 0),
+        "maxSide": "maxSide" in rules and max(width, height) > rules["maxSide"],
+    }
+    return [name for name in SIZE_RULES if name in rules and broken[name]]
 
 
 def parse_size(value: str, rules: dict[str, Any]) -> tuple[int, int]:
-    separators = "".join(re.escape(s) for s in rules["separators"])
-    match = re.fullmatch(rf"([0-9]+)[{separators}]([0-9]+)", value)
+    match = _size_match(value, rules)
     if match is None:
         raise ValueError(f"{value!r} is not a size")
     return int(match.group(1)), int(match.group(2))
+
+
+def derived_size(rule: dict[str, Any], input_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The output size an ``x-output-size`` block gives for an input image of ``input_size``
+    (None: an input the server cannot see, a URL the mock does not fetch), worked out here
+    from the keyword's documented meaning, independently of the mock's code:
+
+    1. ``area``: scaled to about that many pixels, keeping the aspect ratio;
+    2. ``maxAspectRatio``: the long side shortened to at most that many times the short one;
+    3. ``minPixels`` / ``maxPixels``: scaled up (rounding up) or down (rounding down), keeping
+       the ratio, into the pixel range;
+    4. ``minSide`` / ``maxSide``: each side clamped into its range.
+
+    Rounding is not documented anywhere: callers allow a pixel either way."""
+    if input_size is None:
+        return tuple(rule["forUrlInput"])  # type: ignore[return-value]
+    width, height = max(1, input_size[0]), max(1, input_size[1])
+    if rule.get("area"):
+        scale = math.sqrt(rule["area"] / (width * height))
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    ratio = rule.get("maxAspectRatio")
+    if ratio:
+        width, height = min(width, height * ratio), min(height, width * ratio)
+    pixels = width * height
+    if "maxPixels" in rule and pixels > rule["maxPixels"]:
+        scale = math.sqrt(rule["maxPixels"] / pixels)
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    elif pixels < rule.get("minPixels", 1):
+        scale = math.sqrt(rule["minPixels"] / pixels)
+        width, height = math.ceil(width * scale), math.ceil(height * scale)
+    low, high = rule.get("minSide", 1), rule.get("maxSide")
+    width, height = max(width, low), max(height, low)
+    if high:
+        width, height = min(width, high), min(height, high)
+    return width, height
+
+
+def within_output_bounds(rule: dict[str, Any], size: tuple[int, int]) -> list[str]:
+    """The bounds of an ``x-output-size`` block that ``size`` breaks."""
+    width, height = size
+    broken = []
+    if "maxPixels" in rule and width * height > rule["maxPixels"]:
+        broken.append(f"more than maxPixels {rule['maxPixels']} pixels")
+    if width * height < rule.get("minPixels", 0):
+        broken.append(f"fewer than minPixels {rule['minPixels']} pixels")
+    if min(width, height) < rule.get("minSide", 0):
+        broken.append(f"a side under minSide {rule['minSide']}")
+    if "maxSide" in rule and max(width, height) > rule["maxSide"]:
+        broken.append(f"a side over maxSide {rule['maxSide']}")
+    ratio = rule.get("maxAspectRatio")
+    if ratio and (width > height * ratio or height > width * ratio):
+        broken.append(f"an aspect ratio over maxAspectRatio {ratio}")
+    return broken
 
 
 # --------------------------------------------------------------------------- x-image

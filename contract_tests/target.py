@@ -31,12 +31,24 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .catalogue import PATHS
+from .providers import PATHS
 from .report import Exchange, redact, redact_headers, redact_url
 from .semantics import describe_image_bytes
 
 IN_PROCESS_BASE = "http://testserver"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def api_root(base_url: str) -> str:
+    """The base a client library is given (``https://host/v1``, ``https://host/api/v1``) less
+    the part that begins the providers' own paths: the suite appends whole paths."""
+    parts = urlsplit(base_url)
+    segments = [s for s in parts.path.split("/") if s]
+    for start in range(len(segments)):
+        tail = "/" + "/".join(segments[start:]) + "/"
+        if any(path.startswith(tail) for path in PATHS.values()):
+            return base_url[: len(base_url) - len(tail) + 1].rstrip("/")
+    return base_url
 
 
 def is_loopback(url: str) -> bool:
@@ -65,8 +77,7 @@ class Target:
                  max_requests: int, rps: float, timeout: float, record_dir: str | None,
                  app: Any = None) -> None:
         self.live = base_url is not None
-        self.base_url = (base_url or IN_PROCESS_BASE).rstrip("/")
-        self.base_url = re.sub(r"/v1$", "", self.base_url)
+        self.base_url = api_root((base_url or IN_PROCESS_BASE).rstrip("/"))
         self.keys = keys
         self.key_envs = key_envs
         self.budget = Budget(max_requests if self.live else None)

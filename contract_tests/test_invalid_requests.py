@@ -12,20 +12,31 @@ from hypothesis import reject
 from .catalogue import Rule
 from .checks import Body, error_catalogue, expect_error
 from .mutations import NoCandidate, breaks_only, describe_failures, draw_violation, node_at
+from .providers import api, property_at, with_value
 from .session import Contract
-from .strategies import request_schema, valid_requests
+from .strategies import request_schema, valid_requests, validator
 
 
-def cheap(provider: str, body: dict[str, Any], rule: Rule) -> Body:
+def cheap(provider: str, body: dict[str, Any], rule: Rule, strict: bool = False) -> Body:
     """The valid body a mutation starts from, made as cheap as possible should the target
-    wrongly accept it: the fewest images, links rather than inline output."""
-    out = Body(body)
-    props = request_schema(provider, False)["properties"]
-    if rule.instance_path[:1] != ("n",) and "minimum" in props.get("n", {}):
-        out["n"] = props["n"]["minimum"]
-    if rule.instance_path[:1] != ("response_format",) and "url" in props.get("response_format", {}).get("enum", []):
-        out["response_format"] = "url"
-    return out
+    wrongly accept it: the fewest images, links rather than inline output (each change kept
+    only where the body stays valid)."""
+    where = api(provider)
+    schema = request_schema(provider, strict)
+    check = validator(provider, strict)
+    out: dict[str, Any] = Body(body)
+    changes = []
+    if tuple(rule.instance_path[:len(where.count)]) != where.count:
+        low = property_at(schema, where.count).get("minimum")
+        if low is not None:
+            changes.append(lambda b: with_value(b, where.count, low))
+    if where.format and tuple(rule.instance_path[:len(where.format)]) != where.format:
+        changes.append(lambda b: where.with_format(b, "link"))
+    for change in changes:
+        changed = change(out)
+        if check.is_valid(changed):
+            out = Body(changed)
+    return Body(out)
 
 
 def error_kind(rule: Rule, strict: bool) -> str:
@@ -46,7 +57,10 @@ def error_kind(rule: Rule, strict: bool) -> str:
 
 
 def violating_request(data: Any, contract: Contract, rule: Rule) -> Any:
-    base = cheap(rule.provider, data.draw(valid_requests(contract.mode(rule.provider)), label="valid request"), rule)
+    """A request breaking ``rule`` alone: a mutation of a valid request (one that meets the
+    rule's condition, for a conditional rule)."""
+    mode = contract.mode(rule.provider, rule)
+    base = cheap(rule.provider, data.draw(valid_requests(mode), label="valid request"), rule, contract.strict)
     try:
         bad = draw_violation(data, rule, base, contract.strict)
     except NoCandidate:

@@ -1,15 +1,20 @@
 """Valid requests, drawn from the request schema with real input images: what must come back.
 
 One test per response rule. Each draws valid requests (the first one is the simplest the
-schema allows), sends them, and checks its one promise of the answer.
+schema allows), sends them, and checks its one promise of the answer. Where the answer
+keeps its images, their links or base64, its ``created`` and its request id is read from
+the provider's ``x-contract`` (see ``providers.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import reject
 from hypothesis import strategies as st
+from PIL import Image
 
 from .catalogue import Rule, load_schema
 from .checks import (
@@ -19,33 +24,60 @@ from .checks import (
     expect_json,
     expect_ok,
     plausible_created,
-    requested_format,
     requested_n,
     requested_size,
     response_validator,
     shown,
 )
+from .providers import api, get_at, has_at, label, with_value, without
 from .report import Exchange
 from .session import Contract
-from .strategies import valid_requests
+from .strategies import semantic_problems, valid_requests, validator
 
 UNKNOWN_FIELD = st.from_regex(r"x_contract_probe_[a-z]{1,8}", fullmatch=True)
+SEVERAL = 2
 
 
 def draw_valid(data: Any, contract: Contract, rule: Rule) -> Body:
-    body = Body(data.draw(valid_requests(contract.mode(rule.provider)), label="valid request"))
-    if rule.variant == "b64_json":
-        body["response_format"] = "b64_json"
-    elif rule.variant == "url" and requested_format(rule.provider, body) != "url":
-        body["response_format"] = "url"
-    return body
+    where = api(rule.provider)
+    body: dict[str, Any] = Body(data.draw(valid_requests(contract.mode(rule.provider)), label="valid request"))
+    if rule.variant == "inline":
+        body = where.with_format(body, "inline")
+    elif rule.variant == "link" and where.requested_format(body) != "link":
+        body = where.with_format(body, "link")
+    elif rule.variant == "several":
+        body = with_value(body, where.count, SEVERAL)
+        if not validator(rule.provider, contract.strict).is_valid(body) or semantic_problems(
+                body, rule.provider, contract.strict):
+            reject()  # this request may not ask for several images (one model's own limit): draw another
+    return Body(body)
 
 
-def items(exchange: Exchange) -> list[dict[str, Any]]:
+def items(exchange: Exchange, provider: str) -> list[Any]:
     body = expect_ok(exchange)
-    data = body.get("data") if isinstance(body, dict) else None
-    assert isinstance(data, list), f"the answer has no data list; {shown(exchange)}"
-    return data
+    where = api(provider)
+    found = get_at(body, where.images, None)
+    assert isinstance(found, list), f"the answer has no {label(where.images)} list; {shown(exchange)}"
+    return found
+
+
+def place(provider: str, index: int, key: str | None = None) -> str:
+    return label(api(provider).images) + f"[{index}]" + (f".{key}" if key else "")
+
+
+def image_of(contract: Contract, rule: Rule, item: Any, index: int) -> Image.Image:
+    """The image an answer's item carries: its base64 decoded, or its link downloaded."""
+    where = api(rule.provider)
+    assert isinstance(item, dict), f"{place(rule.provider, index)} is not an object: {item!r}"[:300]
+    if where.b64_key and where.b64_key in item:
+        return b64_image(item[where.b64_key], place(rule.provider, index, where.b64_key))
+    url = item.get(where.url_key)
+    what = place(rule.provider, index, where.url_key)
+    assert isinstance(url, str) and url, f"{place(rule.provider, index)} has no {where.url_key}: {list(item)}"
+    download = contract.target.download(rule.provider, url)
+    assert download.error is None, f"{what} could not be fetched: {download.error}"
+    assert download.status == 200, f"{what} answered {download.status}, not 200 ({download.response_body[:200]!r})"
+    return decode_image(download.response_body, f"the image at {what}")
 
 
 # --------------------------------------------------------------------------- the checks
@@ -74,50 +106,60 @@ def check_strict_schema(contract: Contract, rule: Rule, body: Body, exchange: Ex
 
 
 def check_count(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
-    data = items(exchange)
+    where = api(rule.provider)
+    found = items(exchange, rule.provider)
     n = requested_n(rule.provider, body)
-    assert len(data) == n, f"asked for n={n} ({'given' if 'n' in body else 'default'}), got {len(data)} items"
+    given = "given" if has_at(body, where.count) else "default"
+    assert len(found) == n, f"asked for n={n} ({given}), got {len(found)} items in {label(where.images)}"
+    if where.image_count:
+        count = get_at(expect_ok(exchange), where.image_count, None)
+        assert count == n, f"asked for n={n} ({given}), {label(where.image_count)} is {count!r}"
 
 
-def check_b64_images(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
-    data = items(exchange)
-    width, height = requested_size(rule.provider, body)
-    assert data, "no images"
-    for index, item in enumerate(data):
-        assert "b64_json" in item, f"data[{index}] has no b64_json although response_format is b64_json: {list(item)}"
-        image = b64_image(item["b64_json"], f"data[{index}].b64_json")
-        assert image.size == (width, height), (
-            f"data[{index}].b64_json is {image.size[0]}x{image.size[1]}, the request asks for {width}x{height}")
+def check_inline_images(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
+    where = api(rule.provider)
+    found = items(exchange, rule.provider)
+    expected = requested_size(rule.provider, body)
+    assert found, "no images"
+    for index, item in enumerate(found):
+        what = place(rule.provider, index, where.b64_key)
+        assert isinstance(item, dict) and where.b64_key in item, (
+            f"{place(rule.provider, index)} has no {where.b64_key} although base64 output was asked for: "
+            f"{list(item) if isinstance(item, dict) else item!r}")
+        image = b64_image(item[where.b64_key], what)
+        problem = expected.problem(image.size)
+        assert problem is None, f"{what} {problem}"
 
 
-def check_url_images(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
-    data = items(exchange)
-    width, height = requested_size(rule.provider, body)
-    assert data, "no images"
-    for index, item in enumerate(data):
-        url = item.get("url")
-        assert isinstance(url, str) and url, f"data[{index}] has no url although response_format is url: {list(item)}"
-        download = contract.target.download(rule.provider, url)
-        assert download.error is None, f"data[{index}].url could not be fetched: {download.error}"
-        assert download.status == 200, (f"data[{index}].url answered {download.status}, not 200 "
-                                        f"({download.response_body[:200]!r})")
-        image = decode_image(download.response_body, f"the image at data[{index}].url")
-        assert image.size == (width, height), (
-            f"data[{index}].url is a {image.size[0]}x{image.size[1]} image, the request asks for {width}x{height}")
+def check_link_images(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
+    where = api(rule.provider)
+    found = items(exchange, rule.provider)
+    expected = requested_size(rule.provider, body)
+    assert found, "no images"
+    for index, item in enumerate(found):
+        url = item.get(where.url_key) if isinstance(item, dict) else None
+        assert isinstance(url, str) and url, (
+            f"{place(rule.provider, index)} has no {where.url_key} although links were asked for: "
+            f"{list(item) if isinstance(item, dict) else item!r}")
+        image = image_of(contract, rule, item, index)
+        problem = expected.problem(image.size)
+        assert problem is None, f"the image at {place(rule.provider, index, where.url_key)} {problem}"
 
 
 def check_png(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
-    data = items(exchange)
-    for index, item in enumerate(data):
-        assert "b64_json" in item, f"data[{index}] has no b64_json: {list(item)}"
-        image = b64_image(item["b64_json"], f"data[{index}].b64_json")
-        assert image.format == "PNG", f"data[{index}] is {image.format}, not PNG"
+    found = items(exchange, rule.provider)
+    assert found, "no images"
+    for index, item in enumerate(found):
+        image = image_of(contract, rule, item, index)
+        assert image.format == "PNG", f"{place(rule.provider, index)} is {image.format}, not PNG"
 
 
 def check_created(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
+    where = api(rule.provider)
     answer = expect_ok(exchange)
-    assert isinstance(answer, dict) and "created" in answer, f"the answer has no created; {shown(exchange)}"
-    plausible_created(answer["created"], contract.options.frozen_time)
+    assert where.created and has_at(answer, where.created), (
+        f"the answer has no {label(where.created or ())}; {shown(exchange)}")
+    plausible_created(get_at(answer, where.created), contract.options.frozen_time)
 
 
 def check_request_id(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
@@ -126,41 +168,70 @@ def check_request_id(contract: Contract, rule: Rule, body: Body, exchange: Excha
         f"the answer has no x-request-id header (headers: {sorted(exchange.response_headers)})")
 
 
+def check_body_request_id(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
+    where = api(rule.provider)
+    answer = expect_ok(exchange)
+    value = get_at(answer, where.request_id or (), None)
+    assert isinstance(value, str) and value.strip(), (
+        f"{label(where.request_id or ())} is {value!r}, not a request id; {shown(exchange)}")
+    header = exchange.response_headers.get("x-request-id")
+    assert header is None or value == header, (
+        f"{label(where.request_id or ())} is {value!r}, the x-request-id header {header!r}")
+
+
+def check_reported_size(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
+    where = api(rule.provider)
+    answer = expect_ok(exchange)
+    reported = (get_at(answer, where.width or (), None), get_at(answer, where.height or (), None))
+    found = items(exchange, rule.provider)
+    assert found, "no images"
+    image = image_of(contract, rule, found[0], 0)
+    assert reported == image.size, (
+        f"{label(where.width or ())} x {label(where.height or ())} is {reported[0]!r} x {reported[1]!r}, "
+        f"the images are {image.size[0]}x{image.size[1]}")
+
+
 def check_revised_prompt(contract: Contract, rule: Rule, body: Body, exchange: Exchange) -> None:
-    data = items(exchange)
-    for index, item in enumerate(data):
-        value = item.get("revised_prompt")
+    where = api(rule.provider)
+    for index, item in enumerate(items(exchange, rule.provider)):
+        value = item.get(where.revised_prompt_key) if isinstance(item, dict) else None
         assert isinstance(value, str) and value, (
-            f"data[{index}] has no revised_prompt although prompt_extend is "
-            f"{'on' if 'prompt_extend' in body else 'on by default'}: {list(item)}")
+            f"{place(rule.provider, index)} has no {where.revised_prompt_key} although prompt rewriting is "
+            f"{'on' if where.prompt_extend and has_at(body, where.prompt_extend) else 'on by default'}: "
+            f"{list(item) if isinstance(item, dict) else item!r}")
 
 
-CHECKS = {
-    ("response", "status-200"): check_status,
-    ("response", "content-type"): check_content_type,
-    ("response", "schema"): check_schema,
-    ("response", "strict-schema"): check_strict_schema,
-    ("response.data", "count"): check_count,
-    ("response.data[].b64_json", "image-size"): check_b64_images,
-    ("response.data[].url", "image-size"): check_url_images,
-    ("response.data[]", "png"): check_png,
-    ("response.created", "plausible"): check_created,
-    ("response", "x-request-id"): check_request_id,
-    ("request", "unknown-field-ignored"): check_count,
-    ("response.data[].revised_prompt", "present"): check_revised_prompt,
+CHECKS: dict[tuple[str, str], Callable[[Contract, Rule, Body, Exchange], None]] = {
+    ("status-200", "any"): check_status,
+    ("content-type", "any"): check_content_type,
+    ("schema", "any"): check_schema,
+    ("strict-schema", "any"): check_strict_schema,
+    ("count", "any"): check_count,
+    ("count-several", "several"): check_count,
+    ("image-size", "inline"): check_inline_images,
+    ("image-size", "link"): check_link_images,
+    ("png", "inline"): check_png,
+    ("png", "link"): check_png,
+    ("plausible", "any"): check_created,
+    ("x-request-id", "any"): check_request_id,
+    ("request-id", "any"): check_body_request_id,
+    ("size", "any"): check_reported_size,
+    ("unknown-field-ignored", "any"): check_count,
+    ("present", "any"): check_revised_prompt,
 }
 
 
 @pytest.mark.rules("response")
 def test_response(rule: Rule, contract: Contract) -> None:
     contract.require(rule)
-    check = CHECKS[(rule.field, rule.keyword)]
+    check = CHECKS[(rule.keyword, rule.variant)]
     properties = load_schema(rule.provider, "request")["properties"]
+    where = api(rule.provider)
 
     def example(data: Any) -> None:
         body = draw_valid(data, contract, rule)
-        if rule.keyword == "present" and body.get("prompt_extend") is False:
-            del body["prompt_extend"]  # its default is on
+        if rule.keyword == "present" and where.prompt_extend and get_at(body, where.prompt_extend, None) is False:
+            body = Body(without(body, where.prompt_extend))  # its default is on
         if rule.keyword == "unknown-field-ignored":
             name = data.draw(UNKNOWN_FIELD.filter(lambda k: k not in properties), label="unknown field")
             body[name] = data.draw(st.sampled_from([True, 1, "probe", {"a": 1}]), label="its value")

@@ -254,3 +254,22 @@ def test_httpx_powertokens_error_names_the_field(live_server, powertokens_reques
     assert error["error"]["param"] == "size"
     assert error["error"]["code"] == "InvalidParameter"
     assert response.headers["x-request-id"]
+
+
+# --- GET /v1/models: the listing modelverse documents --------------------------------------
+
+
+def test_sdk_lists_the_documented_models(sdk):
+    models = sdk.models.list()
+    assert [model.id for model in models] == ["Qwen/Qwen-Image-Edit"]
+    assert all(model.owned_by == "modelverse" for model in models)
+
+
+def test_model_listing_needs_a_key_like_the_edit_endpoint(start_server):
+    server = start_server({"QWEN_MOCK_API_KEYS": "right"})
+    wrong = openai.OpenAI(base_url=server.base_url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        wrong.models.list()
+    assert caught.value.body["code"] == "auth_error"
+    right = openai.OpenAI(base_url=server.base_url + "/v1", api_key="right", max_retries=0)
+    assert [model.id for model in right.models.list()] == ["Qwen/Qwen-Image-Edit"]

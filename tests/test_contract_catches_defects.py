@@ -4,7 +4,9 @@ Each defect below wraps the real mock (``create_app``) in a small ASGI middlewar
 breaks one promise: accepting an out-of-range value, one image too few, images of the
 wrong size, corrupt base64, a missing field, a flat error body, a 500 for bad input,
 ignoring credentials, a dead image link, no request id, a wrong error code, images that
-change from one call to the next. The whole suite runs against each (``--asgi-app``, so
+change from one call to the next; and, for DashScope's native API, images split across
+several choices, one model's own limits (qwen-image-edit's n = 1, edit-plus's side range)
+ignored, and a usage block that misreports the images' size. The whole suite runs against each (``--asgi-app``, so
 the defect stays in process and nothing listens on a port) with one example per rule (the
 simplest request, which Hypothesis always tries first), and each run must fail with the
 defect's rules among the failures, while the same rules pass on the mock without defects.
@@ -28,6 +30,7 @@ import pytest
 from PIL import Image
 
 from mockserver import Settings, create_app
+from mockserver.providers import PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = "1"
@@ -235,6 +238,72 @@ def changing_images(settings: Settings) -> Any:
     return Rewrite(create_app(settings), response=rewrite)
 
 
+DASHSCOPE = next(provider.path for provider in PROVIDERS if provider.name == "dashscope")
+
+
+def on_dashscope_request(edit: Callable[[dict[str, Any]], bool]) -> Callable:
+    """A request rewrite applied to JSON bodies sent to DashScope's endpoint (``edit`` returns
+    whether it changed the body)."""
+    def request(scope, headers, body):
+        data = json_of(body)
+        if scope["path"] == DASHSCOPE and isinstance(data, dict) and isinstance(data.get("parameters"), dict) \
+                and edit(data):
+            body = json.dumps(data).encode()
+        return headers, body
+    return request
+
+
+def on_dashscope_success(edit: Callable[[dict[str, Any]], None]) -> Callable:
+    def rewrite(scope: Scope, status: int, headers: list, body: bytes):
+        data = json_of(body)
+        if scope["path"] == DASHSCOPE and status == 200 and isinstance(data, dict) and "output" in data:
+            edit(data)
+            body = json.dumps(data).encode()
+        return status, headers, body
+    return rewrite
+
+
+def split_choices(settings: Settings) -> Any:
+    """DashScope's n images come back one per choice instead of all in one."""
+    def edit(data):
+        choice = data["output"]["choices"][0]
+        data["output"]["choices"] = [
+            {**choice, "message": {**choice["message"], "content": [item]}} for item in choice["message"]["content"]]
+    return Rewrite(create_app(settings), response=on_dashscope_success(edit))
+
+
+def ignores_n_limit(settings: Settings) -> Any:
+    """qwen-image-edit's own limit (n = 1) ignored: n = 2 is accepted (and quietly clamped)."""
+    def edit(data):
+        n = data["parameters"].get("n")
+        if data.get("model") == "qwen-image-edit" and isinstance(n, int) and not isinstance(n, bool) and n > 1:
+            data["parameters"]["n"] = 1
+            return True
+        return False
+    return Rewrite(create_app(settings), request=on_dashscope_request(edit))
+
+
+def ignores_side_limit(settings: Settings) -> Any:
+    """edit-plus / edit-max take a size with a side under 512 px (quietly enlarged)."""
+    def edit(data):
+        size = data["parameters"].get("size")
+        if data.get("model") in ("qwen-image-edit-plus", "qwen-image-edit-max") and isinstance(size, str) \
+                and "*" in size:
+            sides = size.split("*")
+            if all(s.isdigit() for s in sides) and min(int(s) for s in sides) < 512:
+                data["parameters"]["size"] = "*".join(str(max(int(s), 512)) for s in sides)
+                return True
+        return False
+    return Rewrite(create_app(settings), request=on_dashscope_request(edit))
+
+
+def wrong_usage(settings: Settings) -> Any:
+    """DashScope's usage reports 1024x1024 whatever the images' size."""
+    def edit(data):
+        data["usage"].update(width=1024, height=1024)
+    return Rewrite(create_app(settings), response=on_dashscope_success(edit))
+
+
 def no_defect(settings: Settings) -> Any:
     """The mock as it is: the baseline every defect's rules must pass on."""
     return create_app(settings)
@@ -259,6 +328,11 @@ DEFECTS: dict[str, tuple[str, list[str]]] = {
                                      "modelverse::error::x-request-id[assumption]"]),
     "wrong_error_code": ("modelverse", ["modelverse::error::invalid_parameter[doc]"]),
     "changing_images": ("modelverse", ["modelverse::determinism::same-request-same-bytes[assumption]"]),
+    "split_choices": ("dashscope", ["dashscope::response.output.choices[0].message.content::count-several[upstream]"]),
+    "ignores_n_limit": ("dashscope", ["dashscope::parameters.n::maximum(model=qwen-image-edit)[upstream]"]),
+    "ignores_side_limit": ("dashscope", [
+        "dashscope::parameters.size::x-size.minSide(model=qwen-image-edit-max,qwen-image-edit-plus)[upstream]"]),
+    "wrong_usage": ("dashscope", ["dashscope::response.usage::size[upstream]"]),
 }
 
 
@@ -350,3 +424,15 @@ def test_failures_carry_evidence(defect_runs: dict[str, Any]) -> None:
     assert "contract-test-key" not in text.replace("--api-keys contract-test-key", "").replace(
         "Bearer contract-test-key", "")
     assert "iVBORw0KGgo" not in text and "/9j/" not in text  # base64 of a PNG / JPEG header
+
+
+def test_a_conditional_failure_shows_its_condition_held(defect_runs: dict[str, Any]) -> None:
+    """The request that broke qwen-image-edit's own n limit kept its model: the evidence
+    shows model qwen-image-edit with n above 1, accepted."""
+    run = defect_runs["ignores_n_limit"]
+    entry = next(rule for block in run["report"]["providers"].values() for rule in block["rules"]
+                 if rule["id"] == "dashscope::parameters.n::maximum(model=qwen-image-edit)[upstream]")
+    evidence = entry["evidence"][-1]
+    assert evidence["status"] == 200
+    body = evidence["request"]["body"]
+    assert body["model"] == "qwen-image-edit" and body["parameters"]["n"] > 1

@@ -14,11 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract_tests.catalogue import CONSTRAINTS, PROVIDERS, all_rules, request_rules
+from contract_tests import SUITE_DIR
+from contract_tests.catalogue import CONSTRAINTS, PROVIDERS, all_rules, conditional_rules, request_rules
+from contract_tests.checks import requested_size
 from contract_tests.mutations import NoCandidate, breaks_only, draw_violation
 from contract_tests.report import Exchange, Report, Result, redact
 from contract_tests.strategies import Mode, valid_requests
-from mockserver.core.schemas import RequestSchema, load_schema, strict_variant
+from mockserver.core.schemas import RequestSchema, load_schema, objects_in, strict_variant
 
 FAST = settings(max_examples=3, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -53,6 +55,9 @@ def keyword_occurrences(schema: dict[str, Any]) -> Counter:
         if isinstance(node.get("items"), dict):
             walk(node["items"])
         for part in node.get("allOf", []):
+            if "if" in part:
+                walk(part.get("then", {}))  # a condition's own keywords are no rules
+                continue
             walk({k: v for k, v in part.items() if k not in ("contains", "minContains", "maxContains")})
             if "contains" in part:
                 counts["minContains"] += part.get("minContains", 1) > 0
@@ -76,12 +81,116 @@ def test_every_constraint_of_the_schema_has_a_rule(provider: str) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_every_x_size_and_x_image_rule_has_a_rule(provider: str) -> None:
-    text = json.dumps(load_schema(provider, "request"))
-    semantic = {r.keyword for r in request_rules(provider) if r.kind == "semantic"}
-    if '"x-size"' in text:
-        assert {"x-size.minPixels", "x-size.maxPixels"} <= semantic
+    schema = load_schema(provider, "request")
+    semantic = Counter(r.keyword.split("(")[0] for r in request_rules(provider) if r.kind == "semantic")
+    limits: Counter = Counter()
+    for node in objects_in(schema):
+        if isinstance(node.get("x-size"), dict):
+            limits.update(f"x-size.{k}" for k in ("minPixels", "maxPixels", "minSide", "maxSide") if k in node["x-size"])
+    assert Counter({k: v for k, v in semantic.items() if k.startswith("x-size.")}) == limits
     assert {"x-image.base64", "x-image.decodes", "x-image.formats", "x-image.maxBytes", "x-image.maxPixels",
-            "x-image.recommendedSide(strict)"} <= semantic
+            "x-image.recommendedSide"} <= set(semantic)
+
+
+def test_conditional_rules_come_from_then_branches() -> None:
+    """Each rule of an if/then branch is named with its condition, and holds only under it."""
+    found = {provider: [r.id for r in conditional_rules(provider)] for provider in PROVIDERS}
+    branches = {provider: sum(1 for node in objects_in(load_schema(provider, "request"))
+                              for part in node.get("allOf", []) if isinstance(part, dict) and "if" in part)
+                for provider in PROVIDERS}
+    for provider, count in branches.items():
+        assert bool(found[provider]) == bool(count), (provider, found[provider])
+    assert set(found["dashscope"]) == {
+        "dashscope::parameters.size::x-size.minPixels(model=qwen-image-2.0-pro,qwen-image-2.0)[upstream]",
+        "dashscope::parameters.size::x-size.maxPixels(model=qwen-image-2.0-pro,qwen-image-2.0)[upstream]",
+        "dashscope::parameters.size::x-size.minSide(model=qwen-image-edit-max,qwen-image-edit-plus)[upstream]",
+        "dashscope::parameters.size::x-size.maxSide(model=qwen-image-edit-max,qwen-image-edit-plus)[upstream]",
+        "dashscope::parameters.n::maximum(model=qwen-image-edit)[upstream]",
+        "dashscope::parameters.size::not(model=qwen-image-edit)[upstream]",
+    }
+    edit = next(r for r in conditional_rules("dashscope") if r.id.startswith("dashscope::parameters.n::maximum"))
+    assert edit.condition is not None and edit.condition.holds({"model": "qwen-image-edit"})
+    assert not edit.condition.holds({"model": "qwen-image-edit-plus"})
+    # the condition's own keywords (the model enum of each if) are no rules of their own
+    assert not [r for r in request_rules("dashscope") if "if" in r.schema_path]
+
+
+@pytest.mark.parametrize("rule", conditional_rules("dashscope"), ids=lambda rule: rule.id)
+def test_valid_requests_meet_the_condition_of_their_rule(rule) -> None:
+    seen: list[dict] = []
+
+    @FAST
+    @given(valid_requests(Mode("dashscope", branch=rule.condition.branch)))
+    def draw(body: dict) -> None:
+        assert rule.condition.holds(body), (rule.id, body["model"])
+        seen.append(body)
+
+    draw()
+    assert seen, rule.id
+
+
+def test_valid_requests_cover_every_model_with_its_own_n_and_size() -> None:
+    """Drawn bodies are valid for each model: n and size within that model's own rules."""
+    mock_schema = mock_request_schema("dashscope")
+    models: Counter = Counter()
+
+    @settings(max_examples=150, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(valid_requests(Mode("dashscope")))
+    def draw(body: dict) -> None:
+        assert not mock_schema.violations(body, strict=False), body
+        parameters = body.get("parameters", {})
+        if body["model"] == "qwen-image-edit":
+            assert "size" not in parameters and parameters.get("n", 1) == 1
+        if "size" in parameters:
+            assert "x" not in parameters["size"]  # W*H only
+        models[body["model"]] += 1
+
+    draw()
+    assert set(models) == set(load_schema("dashscope", "request")["properties"]["model"]["allOf"][0]["enum"])
+
+
+OUTPUT_SIZES = [
+    # (model, input image, expected output) per x-output-size: 2.0 series scaled into its pixel
+    # range, edit-plus/max and qwen-image-edit to about 1024*1024 pixels with the input's ratio
+    ("qwen-image-2.0-pro", (384, 576), (419, 628)),
+    ("qwen-image-2.0", (1024, 768), (1024, 768)),
+    ("qwen-image-edit-plus", (384, 576), (836, 1254)),
+    ("qwen-image-edit", (512, 512), (1024, 1024)),
+]
+
+
+@pytest.mark.parametrize(("model", "side", "expected"), OUTPUT_SIZES)
+def test_requested_size_follows_each_models_output_size(model: str, side: tuple[int, int],
+                                                        expected: tuple[int, int]) -> None:
+    from contract_tests.semantics import data_uri, make_image
+
+    uri = data_uri(make_image("PNG", *side, (9, 9, 9)), "PNG")
+    body = {"model": model, "input": {"messages": [{"role": "user", "content": [
+        {"image": "https://example.com/first.png"}, {"image": uri}, {"text": "t"}]}]}}
+    size = requested_size("dashscope", body)
+    assert (size.width, size.height) == expected and size.tolerance == 1
+    # the last input decides; a URL there gives the fallback
+    body["input"]["messages"][0]["content"].reverse()
+    body["input"]["messages"][0]["content"].append(body["input"]["messages"][0]["content"].pop(0))
+    fallback = requested_size("dashscope", body)
+    assert (fallback.width, fallback.height) == (1024, 1024) and fallback.tolerance == 0
+    if model != "qwen-image-edit":
+        explicit = requested_size("dashscope", {**body, "parameters": {"size": "640*1536"}})
+        assert (explicit.width, explicit.height) == (640, 1536) and explicit.tolerance == 0
+
+
+def test_the_kit_names_no_provider() -> None:
+    """Provider names, paths and keys come from the registry, everything else from the
+    schema folders: no module of the kit names a provider, nor uses Hypothesis internals."""
+    from mockserver.providers import PROVIDERS as REGISTRY
+
+    names = [p.name for p in REGISTRY] + [p.path for p in REGISTRY] + [p.api_key_env for p in REGISTRY]
+    for module in sorted(SUITE_DIR.glob("*.py")):
+        text = module.read_text().lower()
+        assert not [name for name in names if name.lower() in text], module.name
+        assert "_hypothesis_internal" not in text, module.name
+    assert PROVIDERS == tuple(p.name for p in REGISTRY)
 
 
 def test_rule_ids_are_unique_and_sourced() -> None:
@@ -109,7 +218,8 @@ def test_mutation_breaks_its_rule_alone_and_the_mock_agrees(rule, strict: bool) 
     @FAST
     @given(st.data())
     def check(data: Any) -> None:
-        base = data.draw(valid_requests(Mode(rule.provider, strict=strict, mock=True)))
+        branch = rule.condition.branch if rule.condition else ()
+        base = data.draw(valid_requests(Mode(rule.provider, strict=strict, mock=True, branch=branch)))
         assert not mock_schema.violations(base, strict=strict)
         try:
             bad = draw_violation(data, rule, base, strict)

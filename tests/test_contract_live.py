@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from conftest import LiveServer
 
+from mockserver.providers import PROVIDERS
+
 pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +51,8 @@ def outcomes(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_suite_passes_against_the_mock_on_a_port(pytester: pytest.Pytester, keyed_server: LiveServer,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POWERTOKENS_API_KEY", KEY)
-    monkeypatch.setenv("MODELVERSE_API_KEY", KEY)
+    for provider in PROVIDERS:
+        monkeypatch.setenv(provider.api_key_env, KEY)
     code, report, output = run_suite(pytester, "--base-url", keyed_server.base_url, "--rps", "0",
                                      "--max-requests", "1000")
     assert report is not None, output
@@ -60,10 +62,13 @@ def test_suite_passes_against_the_mock_on_a_port(pytester: pytest.Pytester, keye
     assert not failed, f"{failed}\n{output}"
     assert code == 0, output
     assert report["target"]["mock"] is True  # detected: the mock-only rules ran too
-    for provider in ("powertokens", "modelverse"):
-        assert rules[f"{provider}::determinism::same-request-same-bytes[assumption]"]["outcome"] == "pass"
-        assert rules[f"{provider}::auth::invalid-key[upstream]" if provider == "powertokens"
-                     else f"{provider}::auth::invalid-key[doc]"]["outcome"] == "pass"
+    assert set(report["providers"]) == {provider.name for provider in PROVIDERS}
+    for provider in PROVIDERS:
+        assert rules[f"{provider.name}::determinism::same-request-same-bytes[assumption]"]["outcome"] == "pass"
+        invalid_key = [r for rid, r in rules.items() if rid.startswith(f"{provider.name}::auth::invalid-key[")]
+        assert [r["outcome"] for r in invalid_key] == ["pass"], provider.name
+    conditional = [r for rid, r in rules.items() if "(model=" in rid]
+    assert conditional and all(r["outcome"] == "pass" for r in conditional), conditional
 
 
 def test_paid_requests_are_capped(pytester: pytest.Pytester, keyed_server: LiveServer,
@@ -119,6 +124,27 @@ def test_check_command_prints_the_report_and_records(tmp_path: Path, keyed_serve
     image = b64[0]["response"]["body"]["data"][0]["b64_json"]["<image>"]
     assert set(image) >= {"sha256", "bytes", "width", "height", "format"} and image["format"] == "PNG"
     assert b64[0]["request"]["headers"]["Authorization"] == "Bearer <redacted>"
+
+
+def test_check_command_checks_dashscope_through_its_sdk_base(tmp_path: Path, keyed_server: LiveServer) -> None:
+    """``check --provider dashscope`` with the base URL the DashScope SDK is given
+    (``.../api/v1``): every rule passes, the per-model ones included."""
+    dashscope = next(provider for provider in PROVIDERS if provider.name == "dashscope")
+    env = {**os.environ, dashscope.api_key_env: KEY}
+    process = subprocess.run(
+        [sys.executable, "-m", "mockserver", "check", "--base-url", keyed_server.base_url + dashscope.client_base_path,
+         "--provider", "dashscope", "--rps", "0", "--quiet-report", "--report", str(tmp_path / "dashscope")],
+        check=False, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    report = json.loads((tmp_path / "dashscope.json").read_text())
+    assert set(report["providers"]) == {"dashscope"}
+    rules = outcomes(report)
+    failed = [rid for rid, r in rules.items() if r["outcome"] != "pass"
+              and not (r["outcome"] == "not run" and STRICT_REASON in r.get("reason", ""))]
+    assert not failed, failed
+    assert rules["dashscope::parameters.n::maximum(model=qwen-image-edit)[upstream]"]["outcome"] == "pass"
+    assert rules["dashscope::auth::invalid-key[upstream]"]["outcome"] == "pass"
 
 
 def test_strict_rules_hold_on_the_mock_in_strict_mode(pytester: pytest.Pytester) -> None:

@@ -46,13 +46,16 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from imaging import data_uri, image_bytes
 from PIL import Image
+from schema_data import error_field, has_error_field, schema
 
 from mockserver import Settings, create_app
+from mockserver.providers import PROVIDERS as REGISTERED
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVIDER_OF = {PT: "powertokens", MV: "modelverse"}
+PROVIDER_OF = {p.path: p.name for p in REGISTERED}
 ERROR_SCHEMAS = {path: json.loads((ROOT / "schemas" / p / "error.json").read_text()) for path, p in PROVIDER_OF.items()}
-BOTH = pytest.mark.parametrize("path", [PT, MV], ids=["powertokens", "modelverse"])
+# Every provider's edit endpoint.
+BOTH = pytest.mark.parametrize("path", list(PROVIDER_OF), ids=list(PROVIDER_OF.values()))
 # The largest image either provider answers with (both: 2048*2048 pixels); a link to a
 # larger one was not issued by the mock.
 MAX_IMAGE_PIXELS = 2048 * 2048
@@ -60,9 +63,9 @@ SESSION = "hostile-probe"
 
 
 def valid_body(path: str) -> dict:
-    if path == PT:
-        return load_fixture("seed/powertokens-request.json")
-    return modelverse_body(data_uri(image_bytes()))
+    if path == MV:
+        return modelverse_body(data_uri(image_bytes()))
+    return load_fixture(f"seed/{PROVIDER_OF[path]}-request.json")
 
 
 class InProcess:
@@ -144,13 +147,14 @@ def assert_provider_answer(response, path: str) -> None:
         assert response.status_code < 500, (response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
+    provider = PROVIDER_OF[path]
     if response.status_code >= 400:
         jsonschema.validate(body, ERROR_SCHEMAS[path])
-        if path == MV:
-            assert body["error"]["param"] == response.headers["x-request-id"]
+        if has_error_field(provider, "request_id"):
+            assert error_field(provider, body, "request_id") == response.headers["x-request-id"]
     else:
         assert response.status_code == 200, response.status_code
-        assert body["data"], body
+        jsonschema.validate(body, schema(provider, "response"))
 
 
 # --- /files/<token>.png ------------------------------------------------------------------------

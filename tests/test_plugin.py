@@ -40,6 +40,15 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
             response.raise_for_status()
             return response.json()["data"][0]["url"]
     ''')
+    # anyio runs async tests on every backend installed (trio too, where it is): one here, so
+    # that the counts below do not depend on what else is installed.
+    pytester.makeconftest('''
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+    ''')
     shutil.copy(IMAGES / "input-512.png", pytester.path / "cat.png")
     return pytester
 
@@ -237,3 +246,28 @@ def test_sample_images_are_real_images_of_their_stated_size():
     assert image.size == (512, 512)
     with pytest.raises(ValueError, match="no sample image"):
         MockControls.image_data_uri("missing.png")
+
+
+def test_the_dashscope_sdk_against_the_fixture(project):
+    """Any provider's client library finds the mock through ``client_base_url``; scenarios
+    reach it in that provider's envelope."""
+    project.makepyfile(test_dashscope_app='''
+        import dashscope
+        from dashscope import MultiModalConversation
+
+        def edit(qwen_mock):
+            return MultiModalConversation.call(
+                api_key=qwen_mock.api_key, model="qwen-image-2.0", n=1, size="512*512",
+                headers={"X-Mock-Session": qwen_mock.session},
+                messages=[{"role": "user", "content": [{"image": qwen_mock.image_data_uri()}, {"text": "snow"}]}])
+
+        def test_rate_limited_then_fine(qwen_mock, monkeypatch):
+            monkeypatch.setattr(dashscope, "base_http_api_url", qwen_mock.client_base_url("dashscope"))
+            qwen_mock.fail_next(1, "rate_limit", provider="dashscope")
+            limited = edit(qwen_mock)
+            assert (limited.status_code, limited.code) == (429, "Throttling.RateQuota")
+            done = edit(qwen_mock)
+            assert done.status_code == 200 and len(done.output.choices[0].message.content) == 1
+            assert [call["status"] for call in qwen_mock.requests(provider="dashscope")] == [429, 200]
+    ''')
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import invalid_parameter
+from .formats import whole_number
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class SizeRules:
     """The ``x-size`` keyword of a schema: how a size is written, its range of total pixels
     and, where there is one, of each side."""
 
-    pattern: re.Pattern[str]
+    separators: tuple[str, ...]
     min_pixels: int = 1
     max_pixels: int | None = None
     min_side: int = 1
@@ -24,17 +26,28 @@ class SizeRules:
 
     @classmethod
     def from_schema(cls, rules: dict[str, Any]) -> SizeRules:
-        separators = "".join(re.escape(s) for s in rules["separators"])
-        return cls(re.compile(rf"([0-9]{{1,9}})[{separators}]([0-9]{{1,9}})"), rules.get("minPixels", 1),
-                   rules.get("maxPixels"), rules.get("minSide", 1), rules.get("maxSide"))
+        return cls(tuple(rules["separators"]), rules.get("minPixels", 1), rules.get("maxPixels"),
+                   rules.get("minSide", 1), rules.get("maxSide"))
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"([0-9]+)[{''.join(re.escape(s) for s in self.separators)}]([0-9]+)")
+
+    @property
+    def forms(self) -> str:
+        return " or ".join(f"W{s}H" for s in self.separators)
 
 
 def parse_size(text: str, param: str, rules: SizeRules) -> tuple[int, int]:
-    """``W*H`` / ``WxH`` within the ranges of the schema's ``x-size`` keyword."""
+    """``W*H`` (or another separator the schema's ``x-size`` lists) within its ranges."""
     match = rules.pattern.fullmatch(text)
     if match is None:
-        raise invalid_parameter(param, f"{text[:40]!r} is not a size written as W*H or WxH")
-    width, height = int(match.group(1)), int(match.group(2))
+        raise invalid_parameter(param, f"{text[:40]!r} is not a size written as {rules.forms}")
+    # Leading zeros are allowed (the schema's pattern allows them); past nine significant
+    # digits a side is out of any range, and int() of thousands of digits is slow.
+    width, height = (whole_number(group.lstrip("0") or "0", maximum=10**9) for group in match.groups())
+    if width is None or height is None:
+        raise invalid_parameter(param, f"{text[:40]!r}: a side of a billion pixels or more is out of range")
     if width == 0 or height == 0:
         raise invalid_parameter(param, "width and height must be positive integers")
     low, high = rules.min_pixels, rules.max_pixels
