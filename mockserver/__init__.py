@@ -1,4 +1,5 @@
-"""qwen-image-mock: an offline mock of the powertokens and modelverse Qwen image-editing APIs."""
+"""qwen-image-mock: an offline mock of hosted Qwen image-editing APIs, and a contract-test kit
+for the real ones."""
 
 __version__ = "0.1.0"
 

@@ -146,8 +146,8 @@ class Settings:
         "memory for recently rendered PNGs, so fetching a link twice renders once", range=(0, 16 * GIB))
     url_lifetime: int | None = setting(
         None, "QWEN_MOCK_URL_LIFETIME", _integer,
-        "seconds an image link stays valid (default: the provider's, 24 h for powertokens and 7 days for "
-        "modelverse)", range=(0, 3650 * DAY))
+        "seconds an image link stays valid (default: each provider's own, x-expires-after in its response "
+        "schema)", range=(0, 3650 * DAY))
     latency: tuple[int, int] = setting(
         (0, 0), "QWEN_MOCK_LATENCY", parse_latency,
         "time the edit endpoints take to answer, in ms: fixed (250) or a range (100-400) drawn by a "

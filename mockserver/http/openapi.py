@@ -106,7 +106,7 @@ def build_openapi(providers: list[Provider]) -> dict[str, Any]:
             "title": "qwen-image-mock",
             "version": package_version(),
             "description": (
-                "Offline mock of the powertokens and modelverse Qwen image-editing APIs. "
+                f"Offline mock of hosted Qwen image-editing APIs: {', '.join(p.name for p in providers)}. "
                 f"Format `{IMAGE_FORMAT}`: an image reference whose rules (URL schemes, inline "
                 "encodings, byte and pixel limits, image formats) are in the node's `x-image`; inline "
                 f"data must be a real image. Format `{SIZE_FORMAT}`: `W*H` or `WxH` whose total pixels "
