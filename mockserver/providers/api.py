@@ -26,7 +26,8 @@ from ..images.outputs import JobResult, OutputImage
 
 __all__ = [
     "ApiError", "EditJob", "FromInput", "ImageReference", "ImageRules", "JobResult", "OutputBounds", "OutputImage",
-    "Provider", "ResponseContext", "Settings", "SizeRules", "invalid_parameter", "parse_reference", "parse_size",
+    "Provider", "ResponseContext", "Settings", "SizeRules", "invalid_parameter", "message_content", "parse_reference",
+    "parse_size",
 ]
 
 
@@ -105,6 +106,20 @@ class Provider:
 
     def error_status(self, kind: str) -> int:
         return self.error_catalogue[kind]["status"]
+
+
+def message_content(body: dict[str, Any], rules: ImageRules) -> tuple[str, tuple[ImageReference, ...]]:
+    """The text and the image references of a DashScope-style body's one message
+    (``input.messages[0].content``: image items and one text item, as its schema checked)."""
+    content = body["input"]["messages"][0]["content"]
+    prompt = ""
+    images = []
+    for index, item in enumerate(content):
+        if "text" in item:
+            prompt = item["text"]
+        elif "image" in item:
+            images.append(parse_reference(item["image"], f"input.messages[0].content[{index}].image", rules))
+    return prompt, tuple(images)
 
 
 def _filled(template: Any, values: Mapping[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from .api import (
     ResponseContext,
     Settings,
     SizeRules,
-    parse_reference,
+    message_content,
     parse_size,
 )
 
@@ -70,17 +70,12 @@ class DashScope(Provider):
     def to_job(self, body: dict[str, Any], headers: Mapping[str, str]) -> EditJob:
         model = body["model"]
         parameters = {**self.defaults, **body.get("parameters", {})}
-        content = body["input"]["messages"][0]["content"]
-        images = tuple(
-            parse_reference(item["image"], f"input.messages[0].content[{i}].image", self.image_rules)
-            for i, item in enumerate(content)
-            if "image" in item
-        )
+        prompt, images = message_content(body, self.image_rules)
         size = (parse_size(parameters["size"], "parameters.size", self.size_rules[model])
                 if "size" in parameters else self.output_sizes[model])
         return EditJob(
             model=model,
-            prompt=next(item["text"] for item in content if "text" in item),
+            prompt=prompt,
             images=images,
             image_rules=self.image_rules,
             n=int(parameters["n"]),

@@ -15,7 +15,7 @@ from .api import (
     ResponseContext,
     Settings,
     SizeRules,
-    parse_reference,
+    message_content,
     parse_size,
 )
 
@@ -37,13 +37,7 @@ class Powertokens(Provider):
 
     def to_job(self, body: dict[str, Any], headers: Mapping[str, str]) -> EditJob:
         options = {**self.defaults, **body}
-        content = body["input"]["messages"][0]["content"]
-        prompt = next(item["text"] for item in content if "text" in item)
-        images = tuple(
-            parse_reference(item["image"], f"input.messages[0].content[{i}].image", self.image_rules)
-            for i, item in enumerate(content)
-            if "image" in item
-        )
+        prompt, images = message_content(body, self.image_rules)
         return EditJob(
             model=body["model"],
             prompt=prompt,
