@@ -394,14 +394,34 @@ def response_rules(provider: str) -> tuple[Rule, ...]:
         R(images, "count", images_src, f"{label(where.images)} holds exactly n items (n's default when absent)"),
         R(images, "count-several", images_src,
           f"asked for two images (where the request allows it), {label(where.images)} holds both", variant="several"),
+        R(images, "distinct", images_src,
+          f"asked for several images, {label(where.images)} holds different images: none repeats another "
+          "(n images made, not one image n times)", variant="several"),
     ]
+    item = property_at_images(response, where.images)
+    item_props = item.get("properties", {})
     if where.b64_key and where.format:
         rules.append(R(f"{images}[].{where.b64_key}", "image-size", size_src,
                        f"asked for base64 output, each item's {where.b64_key} decodes to an image of the requested "
                        "size", variant="inline"))
+        if where.b64_form:
+            node = resolve(response, item_props.get(where.b64_key, {}))
+            form = ("plain base64, not a data: URI" if where.b64_form == "plain"
+                    else "a data:image/...;base64, URI, not bare base64")
+            rules.append(R(f"{images}[].{where.b64_key}", "b64-form",
+                           source_of(node, "pattern") or source_of(node, "type") or body_src,
+                           f"asked for base64 output, each item's {where.b64_key} is {form}, as documented",
+                           variant="inline", form=where.b64_form))
     rules.append(R(f"{images}[].{where.url_key}", "image-size", size_src,
                    f"asked for links (or by default), each item's {where.url_key} downloads as an image of the "
                    "requested size", variant="link"))
+    url_node = resolve(response, item_props.get(where.url_key, {}))
+    if isinstance(url_node, dict) and url_node.get("x-expires-after"):
+        lifetime = url_node["x-expires-after"]
+        rules.append(R(f"{images}[].{where.url_key}", "downloads-again",
+                       source_of(url_node, "x-expires-after") or source_of(url_node, "type") or body_src,
+                       f"each item's {where.url_key} downloads again, the same image: a link lasts "
+                       f"{lifetime} s (x-expires-after), not one download", variant="link", lifetime=lifetime))
     png_variant = "inline" if where.b64_key and where.format else "link"
     rules.append(R(f"{images}[]", "png", "upstream", "output images are PNG (upstream returns PNG)",
                    variant=png_variant))
@@ -425,8 +445,7 @@ def response_rules(provider: str) -> tuple[Rule, ...]:
           "the body validates against response.json with its x-strict keywords applied (--strict-mode)"),
     ]
     if where.revised_prompt_key:
-        item = resolve(response, property_at_images(response, where.images))
-        node = item.get("properties", {}).get(where.revised_prompt_key, {})
+        node = item_props.get(where.revised_prompt_key, {})
         rules.append(R(f"{images}[].{where.revised_prompt_key}", "present", source_of(node, "type") or body_src,
                        f"with prompt rewriting on (its default), each item has a {where.revised_prompt_key}"))
     return tuple(rules)

@@ -70,6 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="in process: let Hypothesis shrink a failing example to a minimal one (slower)")
     group.addoption("--request-timeout", dest="contract_timeout", type=float, default=120.0, metavar="S",
                     help="live targets: seconds to wait for an answer (default: %(default)s)")
+    group.addoption("--no-plan", dest="contract_no_plan", action="store_true",
+                    help="send no planned requests (n at its bounds, each response format, sizes at their bounds, "
+                         "the most input images...): check valid answers on drawn examples only")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,7 +137,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if report.passed:
-            result = Result(rule, "pass", duration=report.duration)
+            result = Result(rule, "pass", duration=report.duration, note=contract.notes.get(rule.id, ""))
         elif report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             result = Result(rule, "not run", reason=reason.removeprefix("Skipped: "))
@@ -152,6 +155,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if contract._target is not None:
         contract.report.budget = contract._target.budget.as_dict()
+    contract.report.plan = contract.plan_report()
     if contract.options.report:
         contract.report.written = contract.report.write(contract.options.report)  # type: ignore[attr-defined]
 
@@ -168,8 +172,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     budget = contract.report.budget
     if budget and budget.get("max_requests") is not None:
         write(f"paid requests: {budget['paid_sent']} of {budget['max_requests']} (--max-requests)"
-              + (f"; budget spent: {budget['paid_checks_skipped']} paid check(s) not run" if budget["exhausted"] else "")
+              + (f"; budget spent: {budget['paid_checks_skipped']} paid check(s) not run"
+                 if budget["paid_checks_skipped"] else "; all of it used" if budget["exhausted"] else "")
               + (f"; {budget['unexpected_paid']} should have been rejected" if budget.get("unexpected_paid") else ""))
+    for provider, block in (contract.report.plan or {}).items():
+        items = block["items"]
+        sent = [item for item in items if item["sent"]]
+        if not items:
+            continue
+        line = f"planned requests, {provider}: {len(sent)} of {len(items)} sent"
+        paid = (budget or {}).get("paid_by_provider", {}).get(provider)
+        if paid is not None:
+            line += f"; paid requests, {provider}: {paid}"
+        missing = [item for item in items if not item["sent"]]
+        if missing:
+            line += "; not sent: " + ", ".join(item["name"] for item in missing) + f" ({missing[0]['reason']})"
+        write(line)
     failed = [r for r in contract.report.results.values() if r.outcome in ("fail", "error")]
     for result in sorted(failed, key=lambda r: r.rule.id):
         write(f"FAILED {result.rule.id}: {result.rule.meaning}")

@@ -7,8 +7,9 @@ Names, paths and the variables holding real keys come from the mock's provider r
   output format with its inline and link values (``responseFormat``), of prompt rewriting
   (``promptExtend``) and of the seed (``seed``);
 * ``response.json``'s ``x-contract``: the pointer of the image list (``images``), the keys
-  of an item's link (``url``) and base64 (``b64``) and revised prompt (``revisedPrompt``),
-  and the pointers of ``created``, the request id, the output ``width`` / ``height`` and
+  of an item's link (``url``) and base64 (``b64``, in the form ``b64Form`` says the
+  document gives: ``plain`` base64 or a ``dataUri``) and revised prompt
+  (``revisedPrompt``), and the pointers of ``created``, the request id, the output ``width`` / ``height`` and
   the ``imageCount``;
 * ``error.json``'s ``x-envelope``: where the message, type, code, offending field and
   request id go in an error body.
@@ -191,6 +192,7 @@ class Api:
     images: Parts
     url_key: str
     b64_key: str | None
+    b64_form: str | None  # "plain" or "dataUri": the form the document gives b64 in
     created: Parts | None
     revised_prompt_key: str | None
     request_id: Parts | None
@@ -248,6 +250,7 @@ def api(name: str) -> Api:
         prompt_extend_default=property_at(request, prompt_extend).get("default") if prompt_extend else None,
         seed=parts_of(ask.get("seed")),
         images=parts_of(answer["images"]), url_key=answer["url"], b64_key=answer.get("b64"),
+        b64_form=answer.get("b64Form"),
         created=parts_of(answer.get("created")), revised_prompt_key=answer.get("revisedPrompt"),
         request_id=parts_of(answer.get("requestId")), width=parts_of(answer.get("width")),
         height=parts_of(answer.get("height")), image_count=parts_of(answer.get("imageCount")),

@@ -97,6 +97,9 @@ def redact_body(raw: bytes | None) -> Any:
     try:
         return redact(json.loads(raw))
     except (ValueError, UnicodeDecodeError):
+        image = describe_image_bytes(raw) if raw else {}
+        if image.get("format"):
+            return {"<image>": image}  # a downloaded image: what it is, not its bytes
         text = raw[:BODY_LIMIT].decode("utf-8", "replace")
         return text + (f"… <{len(raw)} bytes>" if len(raw) > BODY_LIMIT else "")
 
@@ -120,6 +123,7 @@ class Exchange:
     paid: bool = False
     cached: bool = False
     key_env: str | None = None
+    plan_item: str | None = None  # the planned request this is (or was fetched for)
 
     def __repr__(self) -> str:
         return f"<{self.method} {redact_url(self.url)[:80]} -> {self.status or self.error}>"
@@ -147,6 +151,7 @@ class Exchange:
             "transport_error": self.error,
             "request_id": self.request_id,
             "replayed_from_cache": self.cached,
+            "plan_item": self.plan_item,
         }
 
     def curl(self, body_file: str | None) -> str:
@@ -177,6 +182,7 @@ class Result:
     message: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
     duration: float = 0.0
+    note: str = ""  # a pass with something to say (checked on planned requests only, say)
 
 
 class Report:
@@ -185,6 +191,7 @@ class Report:
         self.results: dict[str, Result] = {}
         self.started = time.time()
         self.budget: dict[str, Any] = {}
+        self.plan: dict[str, dict[str, Any]] = {}  # per provider: the planned requests and their fate
 
     def add(self, result: Result) -> None:
         previous = self.results.get(result.rule.id)
@@ -226,6 +233,8 @@ class Report:
             }
             if result.reason:
                 entry["reason"] = result.reason
+            if result.note:
+                entry["note"] = result.note
             if result.outcome in ("fail", "error"):
                 entry["meaning"] = MEANING.get(result.rule.source, "")
                 entry["message"] = result.message
@@ -241,7 +250,9 @@ class Report:
             "target": self.target,
             "budget": self.budget,
             "summary": self.counts(),
-            "providers": {name: {"summary": _count(entries), "rules": entries} for name, entries in providers.items()},
+            "providers": {name: {"summary": _count(entries), "rules": entries,
+                                 **({"plan": self.plan[name]} if name in self.plan else {})}
+                          for name, entries in providers.items()},
             "not_checked": NOT_CHECKED,
         }
 
@@ -278,9 +289,11 @@ class Report:
         if budget and budget.get("max_requests") is not None:
             lines.append(f"- Paid requests (those that generate images): {budget.get('paid_sent', 0)} sent of "
                          f"{budget.get('max_requests', '∞')} allowed"
-                         + (" — **budget spent: later paid checks were not run**" if budget.get("exhausted") else "")
+                         + (" — **budget spent: later paid checks were not run**" if budget.get("paid_checks_skipped")
+                            else " — all of the budget used" if budget.get("exhausted") else "")
                          + (f"; {budget['unexpected_paid']} of them were requests the target should have rejected"
-                            if budget.get("unexpected_paid") else ""))
+                            if budget.get("unexpected_paid") else "")
+                         + _per_provider(budget))
         lines += ["", "Sources: `doc` — the provider's own document; `upstream` — the upstream model service's "
                   "documentation; `assumption` — chosen by qwen-image-mock. A failure of a `doc` rule means "
                   "the provider broke its documented contract (or its document is wrong); of an `upstream` "
@@ -295,8 +308,10 @@ class Report:
             for entry in block["rules"]:
                 result = {"pass": "pass", "fail": "**FAIL**", "error": "**ERROR**"}.get(entry["outcome"], "not run")
                 why = f" ({entry['reason']})" if entry.get("reason") and entry["outcome"] == "not run" else ""
+                why += f" ({entry['note']})" if entry.get("note") and entry["outcome"] == "pass" else ""
                 lines.append(f"| `{entry['field']}::{entry['keyword']}` | {entry['source']} | {result}{_md(why)} "
                              f"| {_md(entry['description'])} |")
+            lines += _plan_markdown(provider, block.get("plan"))
             failures = [e for e in block["rules"] if e["outcome"] in ("fail", "error")]
             if failures:
                 lines += ["", f"### Failures ({provider})", ""]
@@ -328,6 +343,39 @@ NOT_CHECKED = [
     "input images given as http(s) URLs on a real provider: only inline images are sent to non-mock targets",
     "strict-mode rules (x-strict, unknown fields refused, recommended image sides) unless --strict-mode is given",
 ]
+
+
+def _per_provider(budget: dict[str, Any]) -> str:
+    paid, planned = budget.get("paid_by_provider") or {}, budget.get("planned_by_provider") or {}
+    if not paid:
+        return ""
+    return " (" + ", ".join(f"{name}: {count}, {planned.get(name, 0)} of them planned"
+                            for name, count in paid.items()) + ")"
+
+
+def _plan_markdown(provider: str, plan: dict[str, Any] | None) -> list[str]:
+    """The planned requests of a provider: sent first, in this order; what each asks for,
+    whether it was sent (and why not), and how the rules that checked its answer fared."""
+    if not plan or not plan.get("items"):
+        return []
+    lines = ["", f"### Planned requests ({provider})", "",
+             "Sent before any drawn example, in this order (a smaller --max-requests sends the first ones); "
+             "every rule about a valid answer that applies checks each answer.", "",
+             "| # | request | asks for | sent | checks |", "|---|---|---|---|---|"]
+    for item in plan["items"]:
+        if item["sent"]:
+            checks = item.get("checks", {})
+            failed = sorted(rule for rule, outcome in checks.items() if outcome == "fail")
+            passed = sum(1 for outcome in checks.values() if outcome == "pass")
+            sent = f"{item['status']}, request id `{item.get('request_id')}`"
+            verdict = f"{passed} passed" + (f", **failed: {', '.join(f'`{r}`' for r in failed)}**" if failed else "")
+        else:
+            sent, verdict = f"**not sent**: {item['reason']}", "—"
+        lines.append(f"| {item['order']} | `{item['name']}` | {_md('; '.join(item['covers']))} | {_md(sent)} "
+                     f"| {_md(verdict)} |")
+    if plan.get("left_out"):
+        lines += ["", "Left out of the plan: " + "; ".join(plan["left_out"]) + "."]
+    return lines
 
 
 def _order(rule: Rule) -> int:

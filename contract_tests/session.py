@@ -16,7 +16,8 @@ from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from .catalogue import KEY_ENV, PROVIDERS, Rule
-from .report import Report
+from .plan import Plan, PlanItem, build_plan
+from .report import Exchange, Report, redact
 from .strategies import Mode
 from .target import Target, is_loopback
 
@@ -44,6 +45,7 @@ class Options:
     max_body_bytes: int = 20 * 1024 * 1024
     timeout: float = 120.0
     shrink: bool = False
+    plan: bool = True  # send the planned requests first (--no-plan: drawn examples only)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -57,8 +59,31 @@ class Options:
             record=get("contract_record"), strict=get("contract_strict"), frozen_time=get("contract_frozen_time"),
             examples=get("contract_examples"), asgi_app=get("contract_asgi_app"),
             target_kind=get("contract_target_kind"), max_body_bytes=get("contract_max_body_bytes"),
-            timeout=get("contract_timeout"), shrink=get("contract_shrink"),
+            timeout=get("contract_timeout"), shrink=get("contract_shrink"), plan=not get("contract_no_plan"),
         )
+
+
+@dataclass
+class PlanRecord:
+    """What became of one planned request: sent (its status and request id) or not, and
+    the outcome of each rule that checked its answer."""
+
+    item: PlanItem
+    sent: bool = False
+    status: int | None = None
+    request_id: str | None = None
+    reason: str = ""  # why it was not sent
+    checks: dict[str, str] = field(default_factory=dict)  # rule id -> pass | fail | not checked: why
+
+    def as_dict(self, order: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"order": order, "name": self.item.name, "kind": self.item.kind,
+                               "case": self.item.case, "covers": list(self.item.covers),
+                               "body": redact(dict(self.item.body)), "sent": self.sent}
+        if self.sent:
+            out.update(status=self.status, request_id=self.request_id, checks=dict(self.checks))
+        else:
+            out["reason"] = self.reason or "not needed: no rule that checks a valid answer ran (selection, or skipped)"
+        return out
 
 
 @dataclass
@@ -70,6 +95,8 @@ class Contract:
     keys: dict[str, str | None] = field(default_factory=dict)
     key_from_env: dict[str, bool] = field(default_factory=dict)
     key_envs: dict[str, str] = field(default_factory=dict)
+    planned: dict[tuple[str, str], PlanRecord] = field(default_factory=dict)  # (provider, item name)
+    notes: dict[str, str] = field(default_factory=dict)  # rule id -> a note for the report
 
     def __post_init__(self) -> None:
         o = self.options
@@ -157,6 +184,50 @@ class Contract:
                         "without one the mock accepts any token")
         target.begin_test(rule.id)
 
+    # -- the plan
+
+    def plan(self, provider: str) -> Plan:
+        """The planned requests of a provider (none with --no-plan)."""
+        if not self.options.plan:
+            return Plan(provider, (), ())
+        return build_plan(provider, self.strict)
+
+    def record_of(self, item: PlanItem) -> PlanRecord:
+        key = (item.provider, item.name)
+        if key not in self.planned:
+            self.planned[key] = PlanRecord(item)
+        return self.planned[key]
+
+    def send_planned(self, item: PlanItem) -> Exchange | None:
+        """The answer to a planned request: sent the first time a rule needs it, replayed
+        from the cache after that; None when it was not sent (the budget is spent)."""
+        record = self.record_of(item)
+        exchange = self.target.post(item.provider, item.body, paid=True, reuse=True, skip_when_spent=False)
+        if exchange is None:
+            if not record.sent:
+                record.reason = (f"paid-request budget spent (--max-requests {self.options.max_requests}) "
+                                 "before its turn in the plan's order")
+            return None
+        if not record.sent:
+            record.sent, record.status, record.request_id = True, exchange.status, exchange.request_id
+        return exchange
+
+    def plan_report(self) -> dict[str, dict[str, Any]]:
+        """Per provider: each planned request in order, sent or not (and why), with the
+        outcome of each rule that checked it; and what the plan leaves out."""
+        if not self.options.plan:
+            return {}
+        out = {}
+        for provider in self.options.providers:
+            plan = self.plan(provider)
+            items = [self.planned.get((provider, item.name)) or PlanRecord(item) for item in plan.items]
+            if self.live and self.keys.get(provider) is None:
+                for record in items:
+                    record.reason = record.reason or f"no API key (${self.key_envs[provider]})"
+            out[provider] = {"items": [record.as_dict(index) for index, record in enumerate(items, 1)],
+                             "left_out": list(plan.left_out)}
+        return out
+
     def mode(self, provider: str, rule: Rule | None = None) -> Mode:
         """How to draw valid requests; for a conditional rule, requests meeting its condition."""
         branch = rule.condition.branch if rule is not None and rule.condition is not None else ()
@@ -174,10 +245,12 @@ class Contract:
             return min(base, 3)
         return base if paid else max(2, base // 2)
 
-    def run(self, rule: Rule, test: Callable[[Any], None], *, paid: bool, variant: str | None = None) -> None:
-        """Run ``test(data)`` under Hypothesis with this run's settings."""
+    def run(self, rule: Rule, test: Callable[[Any], None], *, paid: bool, variant: str | None = None,
+            examples: int | None = None) -> None:
+        """Run ``test(data)`` under Hypothesis with this run's settings (``examples``: this
+        many examples instead of the run's count)."""
         profile = settings.get_profile(os.environ.get(PROFILE_ENV, "contract-ci"))
-        options: dict[str, Any] = {"max_examples": self.examples(rule, paid)}
+        options: dict[str, Any] = {"max_examples": examples or self.examples(rule, paid)}
         if self.live:
             # every example costs a request: no shrinking (it would send many), no replay database
             options.update(phases=[Phase.explicit, Phase.generate], database=None)

@@ -30,7 +30,7 @@ def image_bytes(contract: Contract, rule: Rule, body: Body) -> list[bytes]:
             out.append(b64_payload(item[where.b64_key]))
         else:
             url = item.get(where.url_key, "") if isinstance(item, dict) else ""
-            download = contract.target.download(rule.provider, url)
+            download = contract.target.download(rule.provider, url, fresh=True)
             assert download.status == 200, f"{what}.{where.url_key} answered {download.status} ({download.error})"
             out.append(download.response_body)
     assert out, f"no images; {shown(exchange)}"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import reject
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 
 from mockserver.core.schemas import json_path
 
@@ -168,10 +169,23 @@ def body_has_request_id(contract: Contract, rule: Rule) -> Callable[[Any], None]
     return example
 
 
-def param_is_field(contract: Contract, rule: Rule) -> Callable[[Any], None]:
+def field_path_candidates(contract: Contract, rule: Rule) -> list[Rule]:
     # values replaced in place, so the first difference from the valid body is the field
-    candidates = [r for r in rules_of_kind(contract, rule.provider, "invalid_parameter", VALUE_KEYWORDS)
-                  if r.instance_path and r.instance_path[-1] != "[]"]
+    return [r for r in rules_of_kind(contract, rule.provider, "invalid_parameter", VALUE_KEYWORDS)
+            if r.instance_path and r.instance_path[-1] != "[]"]
+
+
+def one_per_field(candidates: list[Rule]) -> list[Rule]:
+    """The first rule of each field: a field named wrongly only when it is nested, or only
+    for some fields, shows up whichever example is drawn."""
+    seen: dict[tuple, Rule] = {}
+    for candidate in candidates:
+        seen.setdefault(candidate.instance_path, candidate)
+    return list(seen.values())
+
+
+def param_is_field(contract: Contract, rule: Rule, candidates: list[Rule] | None = None) -> Callable[[Any], None]:
+    candidates = candidates or field_path_candidates(contract, rule)
     where = error_field_label(rule.provider, "param")
 
     def example(data: Any) -> None:
@@ -208,5 +222,13 @@ PROTOCOL: dict[str, Callable[[Contract, Rule], Callable[[Any], None]]] = {
 @pytest.mark.rules("protocol")
 def test_protocol(rule: Rule, contract: Contract) -> None:
     contract.require(rule)
+    if rule.keyword == "field-path":
+        # explicit examples first: one request per field that has a value rule (refused,
+        # so not paid), then the drawn ones
+        for chosen in one_per_field(field_path_candidates(contract, rule)):
+            try:
+                contract.run(rule, param_is_field(contract, rule, [chosen]), paid=False, examples=1)
+            except Unsatisfiable:
+                continue  # no violation of this field alone could be built from the simplest bodies
     make = PROTOCOL.get(rule.keyword) or error_code(rule.get("error_kind") or rule.keyword)
     contract.run(rule, make(contract, rule), paid=False)

@@ -311,3 +311,133 @@ def test_check_command_is_wired() -> None:
     assert argv[0].endswith("contract_tests")
     assert ["--base-url", "http://127.0.0.1:1"] == argv[argv.index("--base-url"):argv.index("--base-url") + 2]
     assert "--strict-mode" in argv and argv[-2:] == ["-k", "n::"]
+
+
+# --------------------------------------------------------------------------- the plan of paid requests
+
+PLANS = {
+    "powertokens": ["n-max", "non-square", "size-max", "images-max", "all-optional", "all-absent"],
+    "modelverse": ["n-max", "non-square", "all-optional", "all-absent"],
+    "dashscope": [
+        "n-max(model=qwen-image-2.0-pro,qwen-image-2.0)",
+        "n-max(model=qwen-image-edit-max,qwen-image-edit-plus)",
+        "non-square(model=qwen-image-2.0-pro,qwen-image-2.0)",
+        "non-square(model=qwen-image-edit-max,qwen-image-edit-plus)",
+        "non-square(model=qwen-image-edit)",
+        "size-max(model=qwen-image-2.0-pro,qwen-image-2.0)",
+        "size-max(model=qwen-image-edit-max,qwen-image-edit-plus)",
+        "images-max(model=qwen-image-2.0-pro,qwen-image-2.0)",
+        "images-max(model=qwen-image-edit-max,qwen-image-edit-plus)",
+        "images-max(model=qwen-image-edit)",
+        "all-optional(model=qwen-image-2.0-pro,qwen-image-2.0)",
+        "all-optional(model=qwen-image-edit-max,qwen-image-edit-plus)",
+        "all-optional(model=qwen-image-edit)",
+        "all-absent(model=qwen-image-2.0-pro,qwen-image-2.0)",
+    ],
+}
+
+
+def test_the_plan_of_each_provider() -> None:
+    """Items of each kind, each case's before the next kind; those a case cannot have left
+    out with the reason."""
+    from contract_tests.plan import KINDS, build_plan
+
+    for provider in PROVIDERS:
+        plan = build_plan(provider)
+        assert [item.name for item in plan] == PLANS[provider], provider
+        assert [KINDS.index(item.kind) for item in plan] == sorted(KINDS.index(item.kind) for item in plan)
+        assert all(item.covers for item in plan)
+    left = " ".join(build_plan("dashscope").left_out)
+    assert "n-max(model=qwen-image-edit): parameters.n takes one value only (1)" in left
+    assert "size-max(model=qwen-image-edit): no size field applies" in left
+    assert "size-max: no size field applies" in build_plan("modelverse").left_out
+
+
+def count_images(provider: str, body: dict) -> int:
+    from contract_tests.checks import images_in
+
+    return len(images_in(provider, body))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_planned_requests_are_valid_at_the_schemas_bounds(provider: str) -> None:
+    """Every planned body is valid (the schema, x-size / x-image, its case's condition; the
+    mock's own validator agrees), and it asks for what its name says, by the schema's
+    numbers: n at its maximum, a non-square output, the size at its bounds, maxContains
+    images, every optional field or none."""
+    from contract_tests.checks import requested_size
+    from contract_tests.plan import build_plan
+    from contract_tests.providers import api, get_at
+    from contract_tests.semantics import parse_size
+    from contract_tests.strategies import semantic_problems, validator
+
+    where = api(provider)
+    schema = load_schema(provider, "request")
+    mock_schema = mock_request_schema(provider)
+    branches = {describe(part["if"]): part for part in schema.get("allOf", []) if "if" in part}
+    formats = set()
+    for item in build_plan(provider):
+        body = item.body
+        assert validator(provider, False).is_valid(body) and not semantic_problems(body, provider, False), item.name
+        assert not mock_schema.violations(body, strict=False), item.name
+        then = branches[item.case]["then"] if item.case else {}
+        if item.case:
+            assert body["model"] in branches[item.case]["if"]["properties"]["model"].get(
+                "enum", [branches[item.case]["if"]["properties"]["model"].get("const")])
+        count = get_at(body, where.count, None)
+        size_parts = ("parameters", "size") if provider == "dashscope" else ("size",)
+        size = get_at(body, size_parts, None)
+        size_rules = (then.get("properties", {}).get("parameters", {}).get("properties", {}).get("size", {})
+                      .get("x-size") if item.case else schema["properties"].get("size", {}).get("x-size"))
+        if item.kind == "n-max":
+            assert count == (schema["properties"]["parameters"]["properties"]["n"] if provider == "dashscope"
+                             else schema["properties"]["n"])["maximum"]
+        if item.kind == "non-square":
+            expected = requested_size(provider, body)
+            assert expected.width != expected.height, item.name
+        if item.kind == "size-max":
+            width, height = parse_size(size, size_rules)
+            assert width == height and (width * height == size_rules.get("maxPixels") or width == size_rules.get("maxSide"))
+        if item.kind == "images-max":
+            assert count_images(provider, body) == 3  # maxContains of the image clause
+            if size_rules:
+                width, height = parse_size(size, size_rules)
+                assert width * height == size_rules.get("minPixels", 0) or width == size_rules.get("minSide")
+        if item.kind == "all-optional":
+            optional = {name for name, sub in schema["properties"].items()
+                        if name not in schema["required"] and sub.get("not") != {}}  # not forbidden
+            assert optional == set(body) - set(schema["required"]), (item.name, optional ^ set(body))
+            if provider == "dashscope":
+                expected_params = set(schema["properties"]["parameters"]["properties"]) - (
+                    {"size"} if "not" in then.get("properties", {}).get("parameters", {}).get("properties", {})
+                    .get("size", {}) else set())
+                assert set(body["parameters"]) == expected_params, item.name
+        if item.kind == "all-absent":
+            assert set(body) == set(schema["required"])
+        if where.format:
+            formats.add(get_at(body, where.format, where.format_default))
+    if where.format:
+        assert formats == {where.inline, where.link}  # each response format
+
+
+def describe(condition: dict) -> str:
+    from contract_tests.catalogue import describe_condition
+
+    return describe_condition(condition, "")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_planned_minimal_request_is_the_first_drawn_one(provider: str) -> None:
+    """all-absent is what drawn examples send first: on a live target it costs nothing more."""
+    from contract_tests.plan import build_plan
+
+    seen: list[dict] = []
+
+    @settings(max_examples=1, derandomize=True, database=None, deadline=None)
+    @given(valid_requests(Mode(provider, mock=True)))
+    def first(body: dict) -> None:
+        seen.append(body)
+
+    first()
+    absent = [item for item in build_plan(provider) if item.kind == "all-absent"]
+    assert len(absent) == 1 and dict(absent[0].body) == seen[0]

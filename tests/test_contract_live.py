@@ -84,6 +84,16 @@ def test_paid_requests_are_capped(pytester: pytest.Pytester, keyed_server: LiveS
     assert "paid-request budget spent (--max-requests 2)" in output
     # valid-request checks come first, so they got the budget
     assert outcomes(report)["modelverse::response::status-200[doc]"]["outcome"] == "pass"
+    # the plan's order decided what was sent; the report says what was not, and why
+    plan = report["providers"]["modelverse"]["plan"]["items"]
+    assert [item["sent"] for item in plan] == [True, True] + [False] * (len(plan) - 2), plan
+    assert [item["name"] for item in plan[:2]] == ["n-max", "non-square"]
+    assert all("budget spent (--max-requests 2)" in item["reason"] for item in plan[2:])
+    assert all(set(item["checks"].values()) == {"pass"} for item in plan[:2])
+    assert "planned requests, modelverse: 2 of 4 sent" in output and "not sent: all-optional, all-absent" in output
+    # a rule checked on planned requests passes, saying that no drawn example was sent
+    count = outcomes(report)["modelverse::response.data::count[doc]"]
+    assert count["outcome"] == "pass" and "checked on 2 planned request(s)" in count["note"], count
 
 
 def test_a_real_provider_without_a_key_gets_nothing(pytester: pytest.Pytester,
@@ -124,6 +134,14 @@ def test_check_command_prints_the_report_and_records(tmp_path: Path, keyed_serve
     image = b64[0]["response"]["body"]["data"][0]["b64_json"]["<image>"]
     assert set(image) >= {"sha256", "bytes", "width", "height", "format"} and image["format"] == "PNG"
     assert b64[0]["request"]["headers"]["Authorization"] == "Bearer <redacted>"
+    # each planned request, with the downloads of its links, under plan/<item>/, named
+    planned = {p.parent.name: json.loads(p.read_text()) for p in fixtures if p.parent.parent.name == "plan"}
+    names = [item["name"] for item in report["providers"]["powertokens"]["plan"]["items"]]
+    assert sorted(planned) == sorted(names)
+    posts = [json.loads(p.read_text()) for p in sorted((tmp_path / "recorded" / "powertokens" / "plan" / "n-max")
+                                                        .glob("*.json"))]
+    assert posts[0]["plan_item"] == "n-max" and posts[0]["request"]["body"]["n"] == 6
+    assert len([f for f in posts if f["request"]["method"] == "GET"]) >= 6  # its six links, downloaded
 
 
 def test_check_command_checks_dashscope_through_its_sdk_base(tmp_path: Path, keyed_server: LiveServer) -> None:
