@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .catalogue import KEY_ENV, PROVIDERS, all_rules
+from .catalogue import KEY_ENV, PROVIDERS, Rule, all_rules
 from .report import Report, Result
 from .session import Contract, Options
 from .target import is_loopback
@@ -116,7 +116,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     def order(item: pytest.Item) -> int:
         callspec = getattr(item, "callspec", None)
         rule = callspec.params.get("rule") if callspec else None
-        return KIND_ORDER.get(rule.kind, 5) if rule is not None else -1
+        # another suite collected in the same run may have a parameter of that name
+        return KIND_ORDER.get(rule.kind, 5) if isinstance(rule, Rule) else -1
 
     items.sort(key=order)  # stable: within a kind, the catalogue's order
 

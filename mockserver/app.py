@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .controls.admin import Admin
 from .controls.controller import MockControl
+from .controls.dashboard import Dashboard
 from .controls.faults import Latency
 from .controls.journal import Journal
 from .controls.scenarios import Chaos, ScenarioBook
@@ -122,7 +123,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                if settings.journal_cap and not settings.disable_admin else None)
     scenarios = ScenarioBook(provider.name for provider in providers)
     if not settings.disable_admin:
-        routes += Admin(settings, journal, scenarios).routes()
+        admin = Admin(settings, journal, scenarios)
+        routes += admin.routes()
+        routes += Dashboard(settings=settings, journal=journal, scenarios=scenarios, admin=admin,
+                           providers=providers, factory=factory, signer=signer).routes()
     chaos = Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults)
     latency = Latency(*settings.latency, seed=settings.latency_seed)
     # With several workers each keeps its own journal and scenarios; saying which worker

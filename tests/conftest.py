@@ -34,6 +34,21 @@ settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+BROWSER_TESTS = ROOT / "tests" / "browser"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--browser", action="store_true",
+                     help="collect the dashboard's browser tests in tests/browser (make test-browser)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The browser tests need Chromium: only ``make test-browser`` (``--browser``) collects them."""
+    if collection_path == BROWSER_TESTS and not config.getoption("--browser"):
+        return True
+    return None
+
+
 def load_fixture(relative: str):
     return json.loads((FIXTURES / relative).read_text())
 

@@ -468,7 +468,7 @@ def test_every_response_carries_x_request_id(live_server):
             "401 wrong scheme": http.post(MV, json=valid_body(MV), headers={"Authorization": "Basic dXNlcjpwdw=="}),
             "401 empty token": http.post(MV, json=valid_body(MV), headers={"Authorization": "Bearer"}),
             "404 unknown path": http.post("/v1/images/variations", json={}, headers=AUTH),
-            "404 root": http.get("/"),
+            "307 root": http.get("/"),  # to the dashboard
             "405 get powertokens": http.get(PT, headers=AUTH),
             "405 put modelverse": http.put(MV, json=valid_body(MV), headers=AUTH),
             "405 delete powertokens": http.delete(PT, headers=AUTH),

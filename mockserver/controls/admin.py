@@ -9,12 +9,12 @@
 
 Off with ``--disable-admin`` (then 404, like any unknown path); behind ``--admin-token`` a
 request without the token gets 401 and one with a wrong token 403, for a mock reachable
-beyond localhost.
+beyond localhost (``gate.py``; the dashboard's session cookie counts as the token). The
+dashboard (``dashboard.py``) calls these same endpoints.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 from typing import Any
 
@@ -24,10 +24,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..core.errors import ApiError
-from ..core.formats import bearer_token, whole_number
+from ..core.formats import whole_number
 from ..core.settings import Settings
 from ..http.body import read_body
 from ..http.responses import error_envelope, header_list, json_response
+from .gate import AdminError, AdminGate
 from .journal import Journal
 from .scenarios import MAX_SCENARIOS, ScenarioBook, ScenarioError
 
@@ -35,17 +36,16 @@ from .scenarios import MAX_SCENARIOS, ScenarioBook, ScenarioError
 ADMIN_BODY_LIMIT = 1024 * 1024
 
 
-class AdminError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+__all__ = ["Admin", "AdminError"]
 
 
 class Admin:
-    def __init__(self, settings: Settings, journal: Journal | None, scenarios: ScenarioBook) -> None:
+    def __init__(self, settings: Settings, journal: Journal | None, scenarios: ScenarioBook,
+                 gate: AdminGate | None = None) -> None:
         self.settings = settings
         self.journal = journal
         self.scenarios = scenarios
+        self.gate = gate or AdminGate(settings.admin_token)
         # With several workers, the front layer (control.py) names the worker on every answer.
         self.headers = {"x-mock-worker": str(os.getpid())} if settings.workers == 1 else {}
         if settings.workers > 1:
@@ -67,29 +67,25 @@ class Admin:
     def endpoint(self, handler):
         async def guarded(request: Request) -> Response:
             try:
-                self.check_token(request)
+                self.gate.check(request, request.method)
                 status, payload = await handler(request)
             except AdminError as error:
-                response = error_envelope(error.status, error.code, error.message)
-                if error.status == 401:
-                    response.headers["www-authenticate"] = "Bearer"
-                response.headers.update(self.headers)
-                return response
+                return self.refusal(error)
             return json_response({**payload, "worker": os.getpid()}, status_code=status, headers=self.headers)
 
         return guarded
 
-    def check_token(self, request: Request) -> None:
-        expected = self.settings.admin_token
-        if not expected:
-            return
-        given = request.headers.get("x-mock-admin-token") or bearer_token(request.headers.get("authorization"))
-        if given is None:
-            raise AdminError(401, "admin_token_required",
-                             "The /__mock/ endpoints need the admin token: Authorization: Bearer <token> "
-                             "or X-Mock-Admin-Token: <token>.")
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
-            raise AdminError(403, "admin_token_invalid", "Wrong admin token for the /__mock/ endpoints.")
+    def refusal(self, error: AdminError) -> Response:
+        response = error_envelope(error.status, error.code, error.message)
+        if error.status == 401:
+            response.headers["www-authenticate"] = "Bearer"
+        response.headers.update(self.headers)
+        return response
+
+    def changed(self) -> None:
+        """Scenarios changed: whoever watches (the dashboard) looks now, not at its next tick."""
+        if self.journal is not None:
+            self.journal.wake()
 
     async def scenarios_list(self, request: Request) -> tuple[int, dict[str, Any]]:
         params = request.query_params
@@ -117,16 +113,20 @@ class Admin:
             added = self.scenarios.add(*specs)
         except ScenarioError as error:
             raise AdminError(400, "invalid_scenario", f"Invalid scenario: {error}.") from None
+        self.changed()
         return 201, {"scenarios": [s.describe() for s in added]}
 
     async def scenarios_clear(self, request: Request) -> tuple[int, dict[str, Any]]:
         params = request.query_params
-        return 200, {"deleted": self.scenarios.clear(session=params.get("session"), api_key=params.get("api_key"))}
+        deleted = self.scenarios.clear(session=params.get("session"), api_key=params.get("api_key"))
+        self.changed()
+        return 200, {"deleted": deleted}
 
     async def scenario_delete(self, request: Request) -> tuple[int, dict[str, Any]]:
         scenario_id = request.path_params["scenario_id"]
         if not self.scenarios.remove(scenario_id):
             raise AdminError(404, "not_found", f"No scenario {scenario_id!r}.")
+        self.changed()
         return 200, {"deleted": 1}
 
     async def requests_list(self, request: Request) -> tuple[int, dict[str, Any]]:

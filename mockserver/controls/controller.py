@@ -26,12 +26,14 @@ from ..http.responses import error_response
 from ..providers.api import Provider
 from . import network
 from .faults import DEFAULT_PAUSE_MS, Fault, Latency, Preferences, PreferError, parse_prefer
-from .journal import EAGER_BYTES, Journal, JournalEntry
+from .journal import ANSWER_LIMIT, EAGER_BYTES, Journal, JournalEntry
 from .scenarios import Chaos, ScenarioBook
 
 # The mock's own endpoints are not journaled: reading the journal must not change it, and
 # readiness polls would drown what a client sent.
 UNOBSERVED = ("/__mock/", "/healthz")
+# The ways to the dashboard (redirects to /__mock/) are the mock's own too.
+UNOBSERVED_PATHS = frozenset({"/", "/__mock"})
 NO_PREFERENCES = Preferences()
 
 
@@ -43,13 +45,14 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 class Exchange:
-    """One request on its way through: keeps the body it reads (for the journal), notes the
-    status, and adds the mock's headers to the response."""
+    """One request on its way through: keeps the body it reads and the JSON answer it sends
+    (for the journal), notes the status, and adds the mock's headers to the response."""
 
-    __slots__ = ("entry", "chunks", "size", "limit", "headers", "inner_receive", "outer_send", "body_complete")
+    __slots__ = ("entry", "chunks", "size", "limit", "headers", "inner_receive", "outer_send", "body_complete",
+                 "journal", "answer", "answer_size")
 
     def __init__(self, entry: JournalEntry | None, limit: int, headers: list[tuple[bytes, bytes]],
-                 receive: Receive, send: Send) -> None:
+                 receive: Receive, send: Send, journal: Journal | None = None) -> None:
         self.entry = entry
         self.chunks: list[bytes] | None = []
         self.size = 0
@@ -58,6 +61,9 @@ class Exchange:
         self.inner_receive = receive
         self.outer_send = send
         self.body_complete = False
+        self.journal = journal  # where the entry goes, and its previews
+        self.answer: list[bytes] | None = None  # the answer's body while it is kept
+        self.answer_size = 0
 
     async def receive(self) -> Message:
         message = await self.inner_receive()
@@ -79,9 +85,30 @@ class Exchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             if self.entry is not None:
-                self.entry.status = message["status"]
+                self.note_answer(self.entry, message)
             message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
+        elif self.entry is not None and (body := message.get("body")):
+            self.answer_size += len(body)
+            if self.answer is not None:
+                self.answer.append(body)
+                if self.answer_size > ANSWER_LIMIT:
+                    self.answer = None
         await self.outer_send(message)
+
+    def note_answer(self, entry: JournalEntry, start: Message) -> None:
+        entry.status = start["status"]
+        # The answer's own list (the mock's headers are added to a copy), sized in one pass
+        # that also finds its type: only JSON answers are kept (an image link's PNG is drawn
+        # again from the link). ASGI header names are lower-case.
+        headers = start.get("headers", ())
+        size, keep = 0, False
+        for name, value in headers:
+            size += len(name) + len(value)
+            if name == b"content-type":
+                keep = value.startswith(b"application/json")
+        entry.response_headers = headers
+        entry.size += size
+        self.answer = [] if keep else None
 
     async def keep_body(self) -> None:
         """Hand what was read of the body to the journal entry, and stop holding it."""
@@ -93,14 +120,27 @@ class Exchange:
         raw = b"".join(chunks) if self.size <= self.limit else b""
         if len(raw) > EAGER_BYTES:
             # Reducing megabytes of image data (decode, hash) would stall every other request.
-            await anyio.to_thread.run_sync(entry.set_body, raw, self.size)
+            previews = self.journal.previewer() if self.journal is not None else None
+            await anyio.to_thread.run_sync(entry.set_body, raw, self.size, previews)
         else:
             entry.set_body(raw, self.size)
 
     async def finish(self, started: float) -> None:
-        if self.entry is not None:
-            self.entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        """Hand the request's body and the answer's to the journal entry, and stop holding them."""
+        entry = self.entry
+        if entry is None:
+            return
+        entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        if self.chunks is not None:
             await self.keep_body()
+        chunks, self.answer = self.answer, None
+        raw = None if chunks is None else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if raw is not None and len(raw) > EAGER_BYTES:
+            # Reduced like a request's body: base64 images decoded and hashed, off the event loop.
+            previews = self.journal.previewer() if self.journal is not None else None
+            await anyio.to_thread.run_sync(entry.set_response, raw, self.answer_size, previews)
+        else:
+            entry.set_response(raw, self.answer_size)
 
 
 class MockControl:
@@ -123,9 +163,10 @@ class MockControl:
             and self.is_authorized(scope)
         )
         entry = None
-        if self.journal is not None and not scope["path"].startswith(UNOBSERVED):
+        if (self.journal is not None and not scope["path"].startswith(UNOBSERVED)
+                and scope["path"] not in UNOBSERVED_PATHS):
             entry = JournalEntry(time.time(), scope, provider.name if provider else None, scope["state"]["request_id"])
-        exchange = Exchange(entry, self.settings.max_body_bytes, headers, receive, send)
+        exchange = Exchange(entry, self.settings.max_body_bytes, headers, receive, send, self.journal)
         started = time.perf_counter()
         try:
             if controlled:

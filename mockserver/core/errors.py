@@ -17,6 +17,11 @@ class ApiError(Exception):
     param: str | None = None
     violations: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    # The schema rule that rejected the request and where that rule comes from (``doc``,
+    # ``upstream`` or ``assumption``), when a schema rule did: the ``x-mock-rule`` headers
+    # say so, and the dashboard shows it.
+    rule: str | None = None
+    source: str | None = None
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"

@@ -87,7 +87,8 @@ class EditEndpoint:
         if violations:
             first = violations[0]
             raise ApiError(
-                first.error_kind, first.describe(), param=first.param, violations=[v.describe() for v in violations]
+                first.error_kind, first.describe(), param=first.param, violations=[v.describe() for v in violations],
+                rule=first.keyword, source=first.source,
             )
         return [warning.describe() for warning in warnings]
 

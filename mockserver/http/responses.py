@@ -23,7 +23,8 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
 
 def error_response(provider: Provider, error: ApiError, request_id: str) -> Response:
     """``error`` in ``provider``'s envelope, with its status; all the request's violations
-    in ``x-mock-violations``."""
+    in ``x-mock-violations``, and the schema rule that decided (with its source) in
+    ``x-mock-rule`` and ``x-mock-rule-source``."""
     return Response(*error_parts(provider, error, request_id))
 
 
@@ -32,6 +33,9 @@ def error_parts(provider: Provider, error: ApiError, request_id: str) -> tuple[b
     headers = dict(error.headers)
     if error.violations:
         headers["x-mock-violations"] = header_list(error.violations)
+    if error.rule:
+        headers["x-mock-rule"] = error.rule
+        headers["x-mock-rule-source"] = error.source or "assumption"
     body = orjson.dumps(provider.error_body(error, request_id))
     return body, provider.error_status(error.kind), headers, "application/json"
 
