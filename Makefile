@@ -25,10 +25,6 @@ serve: $(BIN)/qwen-image-mock
 test: $(BIN)/qwen-image-mock
 	$(BIN)/python -m pytest tests contract_tests
 
-$(VENV)/.browser-extra: $(BIN)/qwen-image-mock pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
-	touch $@
-
 # Chromium and its driver: installed from Debian's packages when run as root (as in CI),
 # otherwise named, with the command that installs them.
 browser:
@@ -43,7 +39,7 @@ browser:
 		exit 1; \
 	fi
 
-test-browser: $(VENV)/.browser-extra browser
+test-browser: $(BIN)/qwen-image-mock browser
 	QWEN_MOCK_CHROMIUM=$(CHROMIUM) QWEN_MOCK_CHROMEDRIVER=$(CHROMEDRIVER) \
 		$(BIN)/python -m pytest -p no:cacheprovider --browser tests/browser
 

@@ -15,7 +15,7 @@ CHROMIUM = os.environ.get("QWEN_MOCK_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("QWEN_MOCK_CHROMEDRIVER", "/usr/bin/chromedriver")
 INSTALL = ("the browser tests need Chromium and its driver from Debian's packages: "
            "sudo apt-get install chromium chromium-driver (make test-browser installs them when run as root), "
-           "and Selenium: pip install -e '.[browser]'")
+           "and Selenium: pip install -e '.[test]'")
 # The machine's network is closed: nothing in the background may try to reach it.
 ARGUMENTS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
