@@ -41,7 +41,7 @@ from .providers import (
 )
 
 PROVIDERS = NAMES  # every provider of the mock's registry, in its order
-__all__ = ["KEY_ENV", "PATHS", "PROVIDERS", "Condition", "Rule", "all_rules", "load_schema", "resolve"]
+__all__ = ["KEY_ENV", "PATHS", "PROVIDERS", "Condition", "Rule", "all_rules", "load_schema", "recorded_rules", "resolve"]
 
 # Keywords that constrain a value (rather than structure the schema).
 CONSTRAINTS = (
@@ -504,6 +504,21 @@ def mock_rules(provider: str) -> tuple[Rule, ...]:
              "the mock answers the same request with byte-identical images (inline and links)"),
         Rule(provider, "mock", "determinism", "seed-changes-image", "assumption",
              "the mock draws a different image when the seed changes"),
+    )
+
+
+@cache
+def recorded_rules(provider: str) -> tuple[Rule, ...]:
+    """Rules only a cassette checks (``--cassette``): what every recorded error answer must be,
+    whatever the request was."""
+    error = load_schema(provider, "error")
+    source = source_of(error, "type") or "assumption"
+    return (
+        Rule(provider, "recorded", "error", "envelope", source,
+             "every recorded error answer is JSON in the provider's error envelope (error.json)"),
+        Rule(provider, "recorded", "error", "catalogued", source,
+             "every recorded error answer's status and code (and type) are an entry of the error catalogue "
+             "(error.json x-errors)"),
     )
 
 

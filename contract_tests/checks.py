@@ -268,15 +268,18 @@ def b64_image(value: Any, what: str) -> Image.Image:
     return decode_image(data, what)
 
 
-def plausible_created(created: Any, frozen: int | None) -> None:
+def plausible_created(created: Any, frozen: int | None, recorded_at: int | None = None) -> None:
+    """``created`` is a Unix time in seconds within a day of now (of when the answer was
+    recorded, for a cassette's), or the frozen clock's."""
     assert isinstance(created, int) and not isinstance(created, bool), f"created is not an integer: {created!r}"
     if frozen is not None:
         assert created == frozen, f"created is {created}, expected the frozen clock's {frozen}"
         return
-    now = int(time.time())
+    now = int(time.time()) if recorded_at is None else recorded_at
+    when = "now" if recorded_at is None else "when it was recorded"
     assert abs(created - now) <= DAY, (
-        f"created is {created}, {created - now:+d} s from now ({now}): not a Unix time in seconds within a day of "
-        "now (pass --frozen-time T for a target with a frozen clock)")
+        f"created is {created}, {created - now:+d} s from {when} ({now}): not a Unix time in seconds within a day "
+        f"of {when} (pass --frozen-time T for a target with a frozen clock)")
 
 
 def first_difference(a: Any, b: Any, path: tuple = ()) -> tuple | None:

@@ -3,6 +3,7 @@ rule, and the conformance report.
 
     pytest contract_tests                                  # the mock, in process
     pytest contract_tests --base-url URL --provider P      # any live server
+    pytest contract_tests --cassette DIR                   # a recorded cassette, offline
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .catalogue import KEY_ENV, PROVIDERS, Rule, all_rules
+from .catalogue import KEY_ENV, PROVIDERS, Rule, all_rules, recorded_rules
+from .recorded import CassetteError, forget_cassettes, load_cassette
 from .report import Report, Result
 from .session import Contract, Options
 from .target import is_loopback
@@ -70,6 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="in process: let Hypothesis shrink a failing example to a minimal one (slower)")
     group.addoption("--request-timeout", dest="contract_timeout", type=float, default=120.0, metavar="S",
                     help="live targets: seconds to wait for an answer (default: %(default)s)")
+    group.addoption("--cassette", dest="contract_cassette", default=None, metavar="DIR",
+                    help="check the exchanges recorded in this cassette (qwen-image-mock record), offline: nothing "
+                         "is sent; the providers it holds unless --provider says")
     group.addoption("--no-plan", dest="contract_no_plan", action="store_true",
                     help="send no planned requests (n at its bounds, each response format, sizes at their bounds, "
                          "the most input images...): check valid answers on drawn examples only")
@@ -77,13 +82,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rules(*kinds): parametrize the test with the catalogue's rules of these kinds")
+    cassette = config.getoption("contract_cassette")
+    forget_cassettes()
+    if cassette is not None:
+        if config.getoption("contract_base_url"):
+            raise pytest.UsageError("--cassette checks recorded exchanges offline: give it or --base-url, not both")
+        try:
+            load_cassette(cassette)
+        except CassetteError as error:
+            raise pytest.UsageError(f"--cassette: {error}") from None
     options = Options.from_config(config)
     if options.base_url and not config.getoption("contract_provider") and not is_loopback(options.base_url):
         raise pytest.UsageError(f"--provider {'|'.join(PROVIDERS)} is required with a --base-url that is not "
                                 "a mock on 127.0.0.1: a real endpoint serves one provider")
+    description = options.base_url or "the mock, in process" + (f" ({options.asgi_app})" if options.asgi_app else "")
+    if cassette is not None:
+        held = load_cassette(cassette)
+        description = (f"the cassette {cassette} ({len(held.exchanges)} exchanges"
+                       + (f", recorded from {held.upstream}" if held.upstream else "") + "), offline")
     report = Report({
-        "description": options.base_url or "the mock, in process" + (f" ({options.asgi_app})" if options.asgi_app else ""),
+        "description": description,
         "base_url": options.base_url,
+        "cassette": cassette,
         "live": options.base_url is not None,
         "strict": options.strict,
         "frozen_time": options.frozen_time,
@@ -103,12 +123,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None or "rule" not in metafunc.fixturenames:
         return
     contract = metafunc.config.stash[CONTRACT_KEY]
-    rules = [rule for provider in contract.options.providers for rule in all_rules(provider)
+    rules = [rule for provider in contract.options.providers
+             for rule in all_rules(provider) + (recorded_rules(provider) if contract.cassette else ())
              if rule.kind in marker.args]
     metafunc.parametrize("rule", rules, ids=[rule.id for rule in rules])
 
 
-KIND_ORDER = {"response": 0, "schema": 1, "semantic": 2, "protocol": 3, "mock": 4}
+KIND_ORDER = {"response": 0, "schema": 1, "semantic": 2, "protocol": 3, "mock": 4, "recorded": 5}
+
+
+def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
+    """The rules only a cassette checks are collected in a --cassette run only."""
+    if collection_path.name == "test_recorded.py" and not config.getoption("contract_cassette", None):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -134,7 +162,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     callspec = getattr(item, "callspec", None)
     rule = callspec.params.get("rule") if callspec else None
     contract = item.config.stash.get(CONTRACT_KEY, None)
-    if rule is None or contract is None:
+    if not isinstance(rule, Rule) or contract is None:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if report.passed:

@@ -124,6 +124,8 @@ class Exchange:
     cached: bool = False
     key_env: str | None = None
     plan_item: str | None = None  # the planned request this is (or was fetched for)
+    recorded: str | None = None  # the cassette's exchange file it was read from (--cassette)
+    recorded_at: int | None = None  # when it was recorded (created is checked against this)
 
     def __repr__(self) -> str:
         return f"<{self.method} {redact_url(self.url)[:80]} -> {self.status or self.error}>"
@@ -152,6 +154,7 @@ class Exchange:
             "request_id": self.request_id,
             "replayed_from_cache": self.cached,
             "plan_item": self.plan_item,
+            **({"recorded": f"exchanges/{self.recorded}"} if self.recorded else {}),
         }
 
     def curl(self, body_file: str | None) -> str:
@@ -379,7 +382,7 @@ def _plan_markdown(provider: str, plan: dict[str, Any] | None) -> list[str]:
 
 
 def _order(rule: Rule) -> int:
-    return ["response", "schema", "semantic", "protocol", "mock"].index(rule.kind)
+    return ["response", "schema", "semantic", "protocol", "mock", "recorded"].index(rule.kind)
 
 
 def _count(entries: list[dict[str, Any]]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from .catalogue import KEY_ENV, PROVIDERS, Rule
 from .plan import Plan, PlanItem, build_plan
+from .recorded import CassetteTarget, cassette_providers
 from .report import Exchange, Report, redact
 from .strategies import Mode
 from .target import Target, is_loopback
@@ -46,11 +47,16 @@ class Options:
     timeout: float = 120.0
     shrink: bool = False
     plan: bool = True  # send the planned requests first (--no-plan: drawn examples only)
+    cassette: str | None = None  # check the exchanges of this cassette, offline (recorded.py)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
         get = config.getoption
-        providers = tuple(get("contract_provider") or PROVIDERS)
+        cassette = get("contract_cassette")
+        providers = tuple(get("contract_provider") or ())
+        if not providers:
+            # a cassette is checked for the providers it holds
+            providers = cassette_providers(cassette) if cassette else PROVIDERS
         if "all" in providers:
             providers = PROVIDERS
         return cls(
@@ -60,6 +66,7 @@ class Options:
             examples=get("contract_examples"), asgi_app=get("contract_asgi_app"),
             target_kind=get("contract_target_kind"), max_body_bytes=get("contract_max_body_bytes"),
             timeout=get("contract_timeout"), shrink=get("contract_shrink"), plan=not get("contract_no_plan"),
+            cassette=cassette,
         )
 
 
@@ -120,7 +127,22 @@ class Contract:
         return self.options.strict
 
     @property
+    def cassette(self) -> bool:
+        return self.options.cassette is not None
+
+    @property
     def target(self) -> Target:
+        if self._target is None and self.options.cassette is not None:
+            self._target = CassetteTarget(self.options.cassette)  # type: ignore[assignment]
+            self.mock = self.options.target_kind == "mock"
+            self.report.target["mock"] = self.mock
+            for provider in self.options.providers:
+                self._target.match_plan(provider, self.plan(provider))  # type: ignore[attr-defined]
+                for item in self._target.items.get(provider, []):  # type: ignore[attr-defined]
+                    record = self.record_of_name(provider, item.plan_item) if item.plan_item else None
+                    if record is not None:
+                        record.sent, record.status = True, item.status
+                        record.request_id = item.exchange.request_id
         if self._target is None:
             o = self.options
             app = None if self.live else self.build_app()
@@ -177,6 +199,8 @@ class Contract:
             pytest.skip(f"no API key for a real provider: set ${self.key_envs[rule.provider]} "
                         "(or name another variable with --api-key-env)")
         target = self.target  # starts the in-process mock, or detects what a live target is
+        if rule.kind == "mock" and self.cassette:
+            pytest.skip("a promise of the mock only, about answers to requests sent twice: not checkable on a cassette")
         if rule.kind == "mock" and not self.mock:
             pytest.skip("a promise of the mock only (real providers do not make it); the target is not qwen-image-mock")
         if rule.keyword == "invalid-key" and self.live and not self.key_from_env.get(rule.provider):
@@ -197,6 +221,10 @@ class Contract:
         if key not in self.planned:
             self.planned[key] = PlanRecord(item)
         return self.planned[key]
+
+    def record_of_name(self, provider: str, name: str) -> PlanRecord | None:
+        item = next((item for item in self.plan(provider) if item.name == name), None)
+        return None if item is None else self.record_of(item)
 
     def send_planned(self, item: PlanItem) -> Exchange | None:
         """The answer to a planned request: sent the first time a rule needs it, replayed
@@ -224,6 +252,9 @@ class Contract:
             if self.live and self.keys.get(provider) is None:
                 for record in items:
                     record.reason = record.reason or f"no API key (${self.key_envs[provider]})"
+            if self.cassette:
+                for record in items:
+                    record.reason = record.reason or "not in the cassette (record a kit run through the proxy)"
             out[provider] = {"items": [record.as_dict(index) for index, record in enumerate(items, 1)],
                              "left_out": list(plan.left_out)}
         return out

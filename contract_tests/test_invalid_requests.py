@@ -13,6 +13,7 @@ from .catalogue import Rule
 from .checks import Body, error_catalogue, expect_error
 from .mutations import NoCandidate, breaks_only, describe_failures, draw_violation, node_at
 from .providers import api, property_at, with_value
+from .recorded import check_rejections
 from .session import Contract
 from .strategies import request_schema, valid_requests, validator
 
@@ -77,6 +78,9 @@ def test_rejected(rule: Rule, contract: Contract) -> None:
     status = error_catalogue(rule.provider)[kind]["status"]
     if rule.kind == "schema" and rule.schema_path:
         node_at(rule.provider, contract.strict, rule.schema_path)  # the rule's keyword is where it says
+    if contract.cassette:
+        check_rejections(contract, rule, status)  # offline: the recorded requests breaking it (recorded.py)
+        return
 
     def example(data: Any) -> None:
         bad = violating_request(data, contract, rule)

@@ -28,6 +28,7 @@ from .checks import (
     shown,
 )
 from .mutations import NoCandidate, draw_violation
+from .recorded import check_protocol
 from .session import Contract
 from .strategies import valid_requests
 from .test_invalid_requests import cheap, error_kind, violating_request
@@ -222,6 +223,13 @@ PROTOCOL: dict[str, Callable[[Contract, Rule], Callable[[Any], None]]] = {
 @pytest.mark.rules("protocol")
 def test_protocol(rule: Rule, contract: Contract) -> None:
     contract.require(rule)
+    if contract.cassette:
+        # offline: the recorded exchanges each rule is about (recorded.py)
+        check_protocol(contract, rule, {
+            "invalid_parameter": lambda c, provider, kind: rules_of_kind(
+                c, provider, kind, VALUE_KEYWORDS if kind == "invalid_parameter" else None),
+            "field-path": field_path_candidates})
+        return
     if rule.keyword == "field-path":
         # explicit examples first: one request per field that has a value rule (refused,
         # so not paid), then the drawn ones

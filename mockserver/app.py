@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .cassettes.replay import Replay
 from .controls.admin import Admin
 from .controls.controller import MockControl
 from .controls.dashboard import Dashboard
@@ -108,6 +109,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return error_response(provider, ApiError("internal_error", message), request.state.request_id)
 
     edit_endpoints = {provider.path: EditEndpoint(provider, settings, factory, signer) for provider in providers}
+    # --replay: a cassette answers the edit endpoints first (cassettes/replay.py), under the
+    # test controls; nothing changes on the path of a request without it.
+    replay = Replay.load(settings, providers) if settings.replay else None
+    if replay is not None:
+        edit_endpoints = replay.endpoints(edit_endpoints)
     routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in edit_endpoints.items()]
     routes += [Route(provider.models_path, ModelListing(provider, settings).handle, methods=["GET"])
                for provider in providers if provider.models_path]
@@ -127,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes += admin.routes()
         routes += Dashboard(settings=settings, journal=journal, scenarios=scenarios, admin=admin,
                            providers=providers, factory=factory, signer=signer).routes()
+    if replay is not None:
+        routes += replay.routes(None if settings.disable_admin else admin.endpoint)
     chaos = Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults)
     latency = Latency(*settings.latency, seed=settings.latency_seed)
     # With several workers each keeps its own journal and scenarios; saying which worker
@@ -146,5 +154,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.router.redirect_slashes = False
     app.state.journal = journal
     app.state.scenarios = scenarios
+    app.state.replay = replay
     return app
 

@@ -1,4 +1,4 @@
-"""The command line: ``qwen-image-mock serve`` and ``qwen-image-mock check``."""
+"""The command line: ``qwen-image-mock serve``, ``check`` and ``record``."""
 
 from .commands import build_parser, main
 

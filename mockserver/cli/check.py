@@ -2,6 +2,7 @@
 
     qwen-image-mock check                                   # the mock itself, in process
     qwen-image-mock check --base-url https://api.example --provider modelverse --report out/modelverse
+    qwen-image-mock check --cassette tests/cassettes/checkout    # recorded exchanges, offline
 
 The suite is the ``contract_tests`` folder (shipped in the wheel as ``mockserver/contract_tests``);
 this command is a thin layer over ``pytest.main`` with the suite's own options, so
@@ -36,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "documented, invalid ones refused in the provider's error envelope. Without --base-url "
                     "the mock itself is checked, in process; nothing leaves 127.0.0.1 then.")
     check.add_argument("--base-url", metavar="URL", help="the server to check (default: the mock, in process)")
+    check.add_argument("--cassette", metavar="DIR",
+                       help="check the exchanges recorded in this cassette (qwen-image-mock record) instead, offline: "
+                            "nothing is sent; the report says which rules the recorded answers break")
     check.add_argument("--provider", action="append", choices=(*(p.name for p in PROVIDERS), "all"),
                        help="provider(s) to check (repeatable; default: all)")
     check.add_argument("--api-key-env", metavar="NAME",
@@ -69,6 +73,8 @@ def pytest_argv(args: argparse.Namespace, report: str) -> list[str]:
             "--target-kind", args.target_kind]
     if args.base_url:
         argv += ["--base-url", args.base_url]
+    if args.cassette:
+        argv += ["--cassette", args.cassette]
     for provider in args.provider or []:
         argv += ["--provider", provider]
     if args.api_key_env:
@@ -91,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"qwen-image-mock check needs the test extra: pip install 'qwen-image-mock[test]' "
               f"(missing: {', '.join(missing)})", file=sys.stderr)
+        return 2
+    if args.cassette and args.base_url:
+        print("qwen-image-mock check: give --cassette (recorded exchanges, offline) or --base-url, not both",
+              file=sys.stderr)
         return 2
     import pytest
     with tempfile.TemporaryDirectory(prefix="qwen-mock-check-") as scratch:

@@ -1,4 +1,4 @@
-"""``qwen-image-mock serve``: run the mock on uvicorn.
+"""``qwen-image-mock serve``: run the mock on uvicorn (``check`` and ``record`` are in their own modules).
 
 Every setting has a flag and a ``QWEN_MOCK_*`` environment variable; a flag is passed to
 the server as its variable, so each uvicorn worker process reads the same settings.
@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             serve.add_argument(_flag_name(spec.name), dest=spec.env, metavar=spec.name.upper(),
                                choices=spec.choices, help=help_text)
-    from . import check
+    from . import check, record
 
     check.add_parser(commands)
+    record.add_parser(commands)
     return parser
 
 
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import check
 
         return check.run(args)
+    if args.command == "record":
+        from . import record
+
+        return record.run(args, parser)
     if args.command == "serve":
         import uvicorn
 

@@ -97,6 +97,15 @@ def _base_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
+def _directory(text: str) -> str:
+    """A directory given by path (made absolute, so worker processes find it too); it is
+    read, and checked whole, when the app is made."""
+    path = os.path.abspath(os.path.expanduser(text.strip()))
+    if not text.strip():
+        raise ValueError("must name a directory")
+    return path
+
+
 DEFAULT_CHAOS_FAULTS = ("rate_limit", "server_error", "overloaded", "timeout")
 
 
@@ -190,6 +199,23 @@ class Settings:
         5.0, "QWEN_MOCK_SHUTDOWN_TIMEOUT", _number,
         "seconds a stopping server waits for requests in flight (a long Prefer latency among them) "
         "before cancelling them", range=(0, 3600))
+    replay: str | None = setting(
+        None, "QWEN_MOCK_REPLAY", _directory,
+        "cassette directory (made by `qwen-image-mock record`) to answer the edit endpoints from first: a request "
+        "that matches a recorded one gets the recorded answer, others the mock's own (x-mock-replay: hit or miss)")
+    replay_strict: bool = setting(
+        False, "QWEN_MOCK_REPLAY_STRICT", _flag,
+        "with --replay, answer a request the cassette does not hold with a 404 in the provider's envelope naming "
+        "the nearest recorded request and the fields that differ, instead of generating images")
+    cassette_max_bytes: int = setting(
+        256 * MIB, "QWEN_MOCK_CASSETTE_MAX_BYTES", _integer,
+        "largest cassette, its images included: `record` stops adding exchanges past it (they are still relayed), "
+        "--replay refuses a larger one at start-up", range=(64 * KIB, 64 * GIB))
+    cassette_max_exchange_bytes: int = setting(
+        32 * MIB, "QWEN_MOCK_CASSETTE_MAX_EXCHANGE_BYTES", _integer,
+        "largest exchange (request and answer, images included) `record` keeps, and the most of an upstream answer "
+        "it reads before relaying the rest unrecorded; --replay refuses a cassette with a larger one",
+        range=(64 * KIB, 4 * GIB))
     # Each provider's own settings, declared in its schema folder (``x-settings``), by their
     # full names (``modelverse_b64_style``): see ``option_specs``.
     options: Mapping[str, Any] = field(default_factory=dict, metadata={"env": None})
@@ -238,6 +264,8 @@ class Settings:
             if bounds and value is not None and not (
                     not isinstance(value, bool) and math.isfinite(value) and bounds[0] <= value <= bounds[1]):
                 raise ValueError(f"{f.name} must be between {bounds[0]:,} and {bounds[1]:,}, not {value!r}")
+        if self.replay_strict and not self.replay:
+            raise ValueError("replay_strict needs replay: the cassette directory to replay")
         if self.admin_token == "":
             raise ValueError("admin_token must not be empty")
         self._check_mock_controls()

@@ -53,6 +53,9 @@ class Provider:
     client_base_path: ClassVar[str]
     # The documented model listing, answered from the request schema's model enum.
     models_path: ClassVar[str | None] = None
+    # Request headers (lower-case) that change the answer, as HTTP's ``Vary`` names them: a
+    # recorded exchange matches a request only if these are the same (see ``cassettes/``).
+    vary: ClassVar[tuple[str, ...]] = ()
     # Set by each provider from its request schema: the x-image keyword, and the largest
     # images it answers with.
     image_rules: ImageRules

@@ -35,6 +35,7 @@ class DashScope(Provider):
     mount = "/api/v1/"
     api_key_env = "DASHSCOPE_API_KEY"
     client_base_path = "/api/v1"
+    vary = (ASYNC_HEADER,)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..app import create_app
@@ -61,7 +62,12 @@ class MockControls:
         raise NotImplementedError
 
     def clear(self) -> None:
-        """Delete all scenarios and empty the journal."""
+        """Delete all scenarios, empty the journal and, when replaying a cassette, start every
+        recorded sequence again from its first answer."""
+        raise NotImplementedError
+
+    def replay(self) -> dict[str, Any] | None:
+        """The cassette being replayed and its counters (``hits``, ``misses``); None without one."""
         raise NotImplementedError
 
     def fail_next(self, times: int, fault: str = "rate_limit", **spec: Any) -> dict[str, Any]:
@@ -119,6 +125,53 @@ class MockServer:
         self._thread.join(timeout=10)
         self._socket.close()
 
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RecordingServer(MockServer):
+    """``qwen-image-mock record`` in a thread of this process: the recording proxy in front of
+    ``upstream``, writing to ``cassette`` (see ``cassettes/proxy.py``). ``base_url`` is where a
+    client goes instead of the provider; ``openai_base_url`` and ``client_base_url`` work
+    as on the mock."""
+
+    def __init__(self, upstream: str, cassette: str | Path, settings: Settings | None = None,
+                 upstream_timeout: float = 300.0, download_timeout: float = 60.0) -> None:
+        import uvicorn
+
+        from ..cassettes.proxy import RecordingProxy
+
+        self.settings = settings or Settings()
+        self.app = self.proxy = RecordingProxy(self.settings, upstream, str(cassette),
+                                               upstream_timeout=upstream_timeout, download_timeout=download_timeout)
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.proxy, log_level="warning", lifespan="on", server_header=False, date_header=False,
+            http=BoundedHttpToolsProtocol.for_settings(self.settings),
+            timeout_graceful_shutdown=self.settings.shutdown_timeout))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="qwen-image-mock-record", daemon=True)
+
+    def __enter__(self) -> RecordingServer:
+        self.start()
+        return self
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def client_base_url(self, provider: str) -> str:
+        paths = {p.name: p.client_base_path for p in PROVIDERS}
+        if provider not in paths:
+            raise ValueError(f"no provider {provider!r}; there are: {', '.join(paths)}")
+        return f"{self.base_url}{paths[provider]}"
+
 
 class LiveMock(MockControls):
     """The per-test face of the session's server, reaching its controls over HTTP."""
@@ -150,6 +203,11 @@ class LiveMock(MockControls):
     def clear(self) -> None:
         self._call("DELETE", "/scenarios")
         self._call("DELETE", "/requests")
+        if self.server.settings.replay:
+            self._call("DELETE", "/replay")
+
+    def replay(self) -> dict[str, Any] | None:
+        return self._call("GET", "/replay")["replay"] if self.server.settings.replay else None
 
     def close(self) -> None:
         self._admin.close()
@@ -187,3 +245,8 @@ class InProcessMock(MockControls):
         self.app.state.scenarios.clear()
         if self.app.state.journal is not None:
             self.app.state.journal.clear()
+        if self.app.state.replay is not None:
+            self.app.state.replay.rewind()
+
+    def replay(self) -> dict[str, Any] | None:
+        return self.app.state.replay.describe() if self.app.state.replay is not None else None

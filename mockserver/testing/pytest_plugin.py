@@ -13,6 +13,10 @@ Installing qwen-image-mock registers it (the ``pytest11`` entry point). Fixtures
 - ``qwen_mock_inprocess``: the same controls over a fresh app in this process, and
   ``client``, an ``httpx.AsyncClient`` on ``httpx.ASGITransport``: no socket, fastest.
 - ``qwen_mock_client``: that ``httpx.AsyncClient`` alone.
+- ``qwen_mock_replay``: a function, ``qwen_mock_replay("tests/cassettes/checkout", strict=False)``,
+  giving the controls of a live mock that answers from that cassette first (``--replay``;
+  relative paths from the rootdir), rewound and wiped for this test. One server per cassette
+  (and strictness) for the whole session.
 
 Settings come from ``QWEN_MOCK_*`` variables and the ini option ``qwen_mock_config`` (a TOML
 file, relative to the rootdir), as for ``qwen-image-mock serve``.
@@ -26,7 +30,7 @@ be narrowed to one API key or ``X-Mock-Session`` value (``session=``, ``api_key=
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,3 +99,44 @@ def qwen_mock_client(qwen_mock_inprocess: InProcessMock) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` on a fresh in-process mock, authorised; base URL
     ``http://qwen-mock.test``."""
     return qwen_mock_inprocess.client
+
+
+@pytest.fixture(scope="session")
+def qwen_mock_replay_servers() -> Iterator[dict[tuple[str, bool], MockServer]]:
+    """The replaying servers ``qwen_mock_replay`` started, one per (cassette, strict)."""
+    servers: dict[tuple[str, bool], MockServer] = {}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def qwen_mock_replay(pytestconfig: pytest.Config, qwen_mock_replay_servers: dict[tuple[str, bool], MockServer],
+                     request: pytest.FixtureRequest) -> Iterator[Callable[..., LiveMock]]:
+    """``qwen_mock_replay(cassette, strict=False)``: a live mock replaying ``cassette`` (a
+    directory made by ``qwen-image-mock record``), its sequences rewound and its journal and
+    scenarios wiped for this test. A cassette that cannot be used fails the test at once,
+    naming the file and the field."""
+    from .harness import LiveMock, MockServer
+
+    opened: list[LiveMock] = []
+
+    def replay(cassette: str | Path, *, strict: bool = False) -> LiveMock:
+        path = Path(cassette)
+        if not path.is_absolute():
+            path = Path(pytestconfig.rootpath, path)
+        key = (str(path.resolve()), strict)
+        server = qwen_mock_replay_servers.get(key)
+        if server is None:
+            settings = _settings(pytestconfig, admin_token=secrets.token_urlsafe(16), replay=key[0],
+                                 replay_strict=strict)
+            server = qwen_mock_replay_servers[key] = MockServer(settings).start()
+        mock = LiveMock(server, _session_name(request))
+        mock.clear()
+        opened.append(mock)
+        return mock
+
+    yield replay
+    for mock in opened:
+        mock.clear()
+        mock.close()
