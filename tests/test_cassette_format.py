@@ -328,3 +328,40 @@ def test_recorded_bytes_are_what_the_upstream_sent(good):
     assert first["response"]["body"]["data"][0]["url"]["link"].startswith("http://upstream.test/files/")
     assert set(second["response"]["body"]["data"][0]["b64_json"]) == {"$image", "prefix"}
     assert third["response"]["status"] == 429 and "retry-after" in third["response"]["headers"]
+
+
+# --------------------------------------------------------------------------- near misses, bounded
+
+
+def test_a_near_miss_lists_a_bounded_number_of_values_however_many_a_body_holds():
+    from mockserver.cassettes.canonical import MAX_LEAVES, flatten
+
+    flat = flatten({"x": list(range(90_000)), "y": {str(i): i for i in range(1000)}})
+    assert len(flat) == MAX_LEAVES + 1 and list(flat)[-1] == "…"
+    assert list(flat)[:2] == ["body.x[0]", "body.x[1]"]  # document order
+
+
+def test_long_texts_that_differ_late_are_different_values():
+    from mockserver.cassettes.canonical import differences, fingerprint, flatten
+
+    first, second = {"prompt": "a" * 500 + "b"}, {"prompt": "a" * 500 + "c"}
+    assert differences(flatten(first), flatten(second)) == [
+        ("body.prompt", flatten(second)["body.prompt"], flatten(first)["body.prompt"])]
+    assert fingerprint(first) != fingerprint(second)
+    assert all(len(text) < 120 for text in flatten(first).values())
+
+
+def test_a_strict_miss_with_a_large_body_is_answered_with_a_bounded_message(good):
+    from mockserver.http.body import MAX_JSON_VALUES
+    from mockserver.http.responses import HEADER_LIMIT
+
+    body = {**powertokens_body(seed=99), "extra": list(range(MAX_JSON_VALUES - 1000))}
+    app = create_app(Settings(replay=str(good), replay_strict=True, journal_cap=0))
+    with TestClient(app) as client:
+        answer = client.post("/v1/images/edits", json=body, headers=AUTH_FREE)
+    assert answer.status_code == 404 and answer.headers["x-mock-replay"] == "miss"
+    message = answer.json()["error"]["message"]
+    assert "body.seed (recorded" in message and "more." in message and len(message) < 2000
+    assert len(answer.headers["x-mock-replay-differences"]) <= HEADER_LIMIT
+    # the nearest is the recorded request that differs only in its seed and the extra field
+    assert answer.headers["x-mock-replay-nearest"] == "0001-powertokens-200.json"

@@ -158,7 +158,8 @@ def test_image_downloads_are_bounded_in_size_and_time_and_never_carry_the_key(tm
             return 200, [("content-type", "image/png")], [b"\x89PNG\r\n\x1a\n"], 3
         if scope["path"].startswith("/files/ok"):
             return 200, [("content-type", "image/png")], [b"\x89PNG\r\n\x1a\nfine"], 0
-        links = [{"url": f"http://upstream.test/files/{name}.png?Signature=s3cr3t"} for name in ("big", "slow", "ok")]
+        links = [{"url": f"http://upstream.test/files/{name}.png?Signature=s3cr3t"}
+                 for name in ("big", "ok", "slow", "ok-too-late")]
         return 200, [("content-type", "application/json")], [orjson.dumps({"created": 1, "data": links})], 0
 
     upstream = Upstream(answer)
@@ -166,13 +167,34 @@ def test_image_downloads_are_bounded_in_size_and_time_and_never_carry_the_key(tm
                              download_timeout=0.3)
     assert call(proxy, "POST", EDITS, json={}, headers=AUTH).status_code == 200
     [exchange] = exchanges(tmp_path / "cassette")
-    big, slow, ok = (item["url"] for item in exchange["response"]["body"]["data"])
+    big, ok, slow, late = (item["url"] for item in exchange["response"]["body"]["data"])
     assert big["$image"] is None and "bytes left" in big["unavailable"]
-    assert slow["$image"] is None and "--download-timeout" in slow["unavailable"]
     assert ok["$image"] and ok["link"] == "http://upstream.test/files/ok.png"  # the signed query is not kept
+    # --download-timeout is for all of an answer's links: the client is waiting
+    assert slow["$image"] is None and "--download-timeout" in slow["unavailable"]
+    assert late["$image"] is None and late["unavailable"] == slow["unavailable"]
     downloads = [seen for seen in upstream.seen if seen[0] == "GET"]
     assert len(downloads) == 3 and all("authorization" not in headers for _, _, headers, _ in downloads)
     assert b"s3cr3t" not in (tmp_path / "cassette" / "exchanges" / "0001-powertokens-200.json").read_bytes()
+
+
+def test_an_answer_with_thousands_of_links_downloads_sixteen(tmp_path):
+    from mockserver.cassettes.proxy import MAX_DOWNLOADS
+
+    def answer(scope, body):
+        if scope["method"] == "GET":
+            return 200, [("content-type", "image/png")], [b"\x89PNG\r\n\x1a\n" + scope["path"].encode()], 0
+        links = [{"url": f"http://upstream.test/files/{number}.png"} for number in range(2000)]
+        return 200, [("content-type", "application/json")], [orjson.dumps({"created": 1, "data": links})], 0
+
+    upstream = Upstream(answer)
+    proxy = in_process_proxy(upstream, tmp_path / "cassette")
+    assert call(proxy, "POST", EDITS, json={}, headers=AUTH).status_code == 200
+    [exchange] = exchanges(tmp_path / "cassette")
+    images = [item["url"] for item in exchange["response"]["body"]["data"]]
+    assert all(image["$image"] for image in images[:MAX_DOWNLOADS]) and MAX_DOWNLOADS == 16
+    assert {image["unavailable"] for image in images[MAX_DOWNLOADS:]} == {"more than 16 image links in one answer"}
+    assert len([seen for seen in upstream.seen if seen[0] == "GET"]) == MAX_DOWNLOADS
 
 
 @pytest.mark.parametrize("url, problem", [

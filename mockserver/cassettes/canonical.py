@@ -28,21 +28,28 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 import orjson
 
+from ..core.errors import ApiError
 from ..core.formats import bearer_token, data_uri
+from ..http.body import check_value_count
 from .shapes import Shape
 
 MAX_DEPTH = 128  # JSON nested deeper is kept as text
+MAX_LEAVES = 256  # a near miss lists at most this many values of a request
+FINGERPRINT_LEAVES = 64  # and ranks recorded requests by their first 64 (each kept in memory)
 MIN_BARE_BYTES = 16  # bare base64 shorter than this stays text ("abcd" is valid base64)
 SECRET_MIN_CHARS = 8  # credentials shorter than this are not searched for in bodies
 REDACTED = "[redacted]"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 URL_START = re.compile(r"https?://", re.IGNORECASE)
+LONG_NUMBER = re.compile(rb"[0-9]{19}")  # may be past 64 bits
 MARKERS = ("$image", "$text", "$bytes")
+SCALARS = frozenset({int, float, bool, type(None)})  # nothing to walk into
 
 Path = tuple[str | int, ...]
 
@@ -87,9 +94,9 @@ def scrub(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, dict):
         if is_marker(value):  # hashes are not text (a key of hex digits would match inside one)
             return {k: scrub(v, secrets) if k in ("link", "unavailable", "$text") else v for k, v in value.items()}
-        return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}
+        return {scrub(k, secrets): v if type(v) in SCALARS else scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v, secrets) for v in value]
+        return [v if type(v) in SCALARS else scrub(v, secrets) for v in value]
     return value
 
 
@@ -99,7 +106,18 @@ def _reject_constant(name: str) -> None:
 
 def parse_json(raw: bytes) -> tuple[bool, Any]:
     """(True, value) if ``raw`` is JSON (RFC 8259: no NaN, UTF-8 text), else (False, None).
-    The standard parser, not orjson: it keeps integers past 64 bits exact."""
+    orjson where it is exact; the standard parser for integers past 64 bits (orjson would
+    make them floats) and for what orjson refuses. A body that may hold more values than
+    the mock parses (``MAX_JSON_VALUES``) is kept as its bytes, unparsed."""
+    try:
+        check_value_count(raw)
+    except ApiError:
+        return False, None
+    if LONG_NUMBER.search(raw) is None:
+        try:
+            return True, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # NaN, a lone surrogate, 1e400...: the standard parser says which are JSON
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         json.dumps(value, ensure_ascii=False).encode()  # lone surrogates are not text
@@ -215,10 +233,12 @@ class Canonicaliser:
         if isinstance(value, str):
             return string(value, path)
         if isinstance(value, dict):
-            return {("$" + key if key.startswith("$") else key): self._walk(item, path + (key,), depth + 1, string)
+            return {("$" + key if key.startswith("$") else key):
+                    item if type(item) in SCALARS else self._walk(item, path + (key,), depth + 1, string)
                     for key, item in value.items()}
         if isinstance(value, list):
-            return [self._walk(item, path + (index,), depth + 1, string) for index, item in enumerate(value)]
+            return [item if type(item) in SCALARS else self._walk(item, path + (index,), depth + 1, string)
+                    for index, item in enumerate(value)]
         return value
 
 
@@ -352,9 +372,13 @@ def body_bytes(value: Any, blob: Callable[[str], bytes], link: Callable[[dict[st
 def request_key(method: str, path: str, query: str, credentials: str, headers: Mapping[str, str],
                 body: Any) -> str:
     """What two requests share exactly when they are the same request."""
-    text = json.dumps([method.upper(), path, query, credentials, dict(sorted(headers.items())), body],
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return sha256(text.encode("utf-8", "surrogatepass"))
+    form = [method.upper(), path, query, credentials, dict(sorted(headers.items())), body]
+    try:
+        text = orjson.dumps(form, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers past 64 bits, lone surrogates: the same value always lands here
+        text = json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass")
+    return sha256(text)
 
 
 def vary_headers(shape: Shape, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -363,30 +387,61 @@ def vary_headers(shape: Shape, headers: Iterable[tuple[str, str]]) -> dict[str, 
     return {name.lower(): value.strip() for name, value in headers if name.lower() in wanted}
 
 
-def flatten(value: Any, prefix: str = "body", depth: int = 0) -> dict[str, str]:
-    """Each leaf of a canonical form by its place (``body.input.messages[0].content[1].text``),
-    as a short text: what a near miss lists."""
-    if depth > MAX_DEPTH + 2:
-        return {prefix: "…"}
-    if isinstance(value, dict):
-        if is_marker(value):
-            return {prefix: describe_marker(value)}
-        if not value:
-            return {prefix: "{}"}
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            name = key[1:] if key.startswith("$$") else key
-            out.update(flatten(item, f"{prefix}.{name}" if prefix else name, depth + 1))
-        return out
-    if isinstance(value, list):
-        if not value:
-            return {prefix: "[]"}
-        out = {}
-        for index, item in enumerate(value):
-            out.update(flatten(item, f"{prefix}[{index}]", depth + 1))
-        return out
-    text = json.dumps(value, ensure_ascii=False)
-    return {prefix: text if len(text) <= 60 else text[:57] + "…\""}
+def leaves(value: Any, prefix: str = "body", limit: int = MAX_LEAVES) -> Iterator[tuple[str, Any]]:
+    """Each leaf of a canonical form (a scalar, a marker, an empty object or list) with its
+    place (``body.input.messages[0].content[1].text``), in document order. At most ``limit``,
+    then ``("…", None)``: a hostile body of millions of values costs no more than an
+    ordinary one."""
+    count = 0
+    stack: list[tuple[str, Any, int]] = [(prefix, value, 0)]
+    while stack:
+        if count >= limit:
+            yield "…", None
+            return
+        place, node, depth = stack.pop()
+        if depth > MAX_DEPTH + 2:
+            node = "…"
+        elif isinstance(node, dict) and node and not is_marker(node):
+            children = islice(node.items(), limit + 1)
+            stack.extend(reversed([(_member(place, key), item, depth + 1) for key, item in children]))
+            continue
+        elif isinstance(node, list) and node:
+            children = islice(enumerate(node), limit + 1)
+            stack.extend(reversed([(f"{place}[{index}]", item, depth + 1) for index, item in children]))
+            continue
+        count += 1
+        yield place, node
+
+
+def flatten(value: Any, prefix: str = "body", limit: int = MAX_LEAVES) -> dict[str, str]:
+    """The leaves of a canonical form by their place, each as a short text: what a near miss
+    lists."""
+    return {place: f"more than {limit} values (the rest are not compared)" if place == "…" else _leaf_text(node)
+            for place, node in leaves(value, prefix, limit)}
+
+
+def fingerprint(value: Any, prefix: str = "body", limit: int = FINGERPRINT_LEAVES) -> frozenset[int]:
+    """A hash per leaf (its place, type and value): two forms' fingerprints share the leaves
+    they share. What a near miss ranks recorded requests by, kept for each at start-up."""
+    return frozenset(hash((place, type(node).__name__, node if type(node) in SCALARS or type(node) is str
+                           else _leaf_text(node))) for place, node in leaves(value, prefix, limit))
+
+
+def _member(place: str, key: str) -> str:
+    name = key[1:] if key.startswith("$$") else key
+    return f"{place}.{name}" if place else name
+
+
+def _leaf_text(node: Any) -> str:
+    if isinstance(node, dict):
+        return describe_marker(node) if node else "{}"
+    if isinstance(node, list):
+        return "[]"
+    if isinstance(node, str) and len(node) > 48:  # long texts that differ late must still differ
+        digest = sha256(node.encode("utf-8", "surrogatepass"))[:8]
+        return f"{json.dumps(node[:40], ensure_ascii=False)[:-1]}…\" ({len(node):,} characters, sha256:{digest})"
+    text = json.dumps(node, ensure_ascii=False)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text):,} digits)"
 
 
 def describe_marker(value: dict[str, Any]) -> str:

@@ -56,6 +56,9 @@ from .shapes import Shape
 LOGGER = logging.getLogger("qwen_image_mock.record")
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
                         b"upgrade", b"proxy-authorization", b"proxy-authenticate"})
+# No provider answers more than six images; a drifted or broken answer with thousands of
+# links is recorded with the rest marked unavailable, not downloaded one by one.
+MAX_DOWNLOADS = 16
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect"}
 
 
@@ -224,8 +227,13 @@ class RecordingProxy:
         canonical = Canonicaliser(shape)
         room = self.settings.cassette_max_exchange_bytes - len(raw) - len(body)
         downloads = {}
-        for url in answer_links(shape, body):
-            digest, reason, size = await self.download(url, room, canonical)
+        # One deadline for all of an answer's downloads: the client is waiting for its answer.
+        deadline = anyio.current_time() + self.download_timeout
+        for index, url in enumerate(answer_links(shape, body)):
+            if index >= MAX_DOWNLOADS:
+                downloads[url] = (None, f"more than {MAX_DOWNLOADS} image links in one answer")
+                continue
+            digest, reason, size = await self.download(url, room, canonical, deadline)
             downloads[url] = (digest, reason)
             room -= size
         request_body = await anyio.to_thread.run_sync(canonical.request, raw)
@@ -261,17 +269,25 @@ class RecordingProxy:
         self.recorded += 1
         LOGGER.info("recorded exchanges/%s: %s %s -> %d", name, scope["method"], scope["path"], response.status_code)
 
+    @property
+    def _late(self) -> str:
+        return f"not downloaded within the {self.download_timeout:g} s an answer's images have (--download-timeout)"
+
     def _skip(self, scope: Scope, reason: str) -> None:
         self.not_recorded += 1
         LOGGER.warning("relayed, not recorded: %s %s: %s", scope["method"], scope["path"], reason)
 
-    async def download(self, url: str, room: int, canonical: Canonicaliser) -> tuple[str | None, str, int]:
-        """Fetch an image link once, without credentials, within ``room`` bytes and
-        ``--download-timeout``: (its sha256, "", size), or (None, why not, 0)."""
+    async def download(self, url: str, room: int, canonical: Canonicaliser,
+                       deadline: float) -> tuple[str | None, str, int]:
+        """Fetch an image link once, without credentials, within ``room`` bytes and by
+        ``deadline`` (``--download-timeout`` for all of an answer's links): (its sha256, "",
+        size), or (None, why not, 0)."""
         if room <= 0:
             return None, "no room left in the exchange (--cassette-max-exchange-bytes)", 0
+        if anyio.current_time() >= deadline:
+            return None, self._late, 0
         try:
-            with anyio.fail_after(self.download_timeout):
+            with anyio.fail_at(deadline):
                 async with self.client.stream("GET", url, headers={"accept-encoding": "identity"}) as answer:
                     if answer.status_code != 200:
                         return None, f"the link answered {answer.status_code}", 0
@@ -282,7 +298,7 @@ class RecordingProxy:
                             return None, f"larger than the {room:,} bytes left (--cassette-max-exchange-bytes)", 0
                         chunks.append(chunk)
         except (TimeoutError, httpx.TimeoutException):
-            return None, f"not downloaded within {self.download_timeout:g} s (--download-timeout)", 0
+            return None, self._late, 0
         except (httpx.HTTPError, ValueError) as error:
             return None, f"could not be downloaded ({type(error).__name__})", 0
         data = b"".join(chunks)

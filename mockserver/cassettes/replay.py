@@ -38,17 +38,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..core.errors import ApiError
 from ..core.settings import Settings
 from ..http.auth import authenticate
-from ..http.body import read_body
+from ..http.body import check_value_count, read_body
 from ..http.endpoint import origin
 from ..http.responses import error_parts, error_response, header_list, not_found
 from ..providers.api import Provider
 from .canonical import (
+    MAX_LEAVES,
     Canonicaliser,
     body_bytes,
     credentials_form,
     differences,
     dump_json,
     expand,
+    fingerprint,
     flatten,
     is_marker,
     request_key,
@@ -154,7 +156,9 @@ class Replay:
         self.sequences: dict[str, list[Recorded]] = {}
         for exchange in cassette.exchanges:
             self.sequences.setdefault(exchange.key, []).append(exchange)
-        self.flat = [(exchange, flatten(exchange.request_form, "")) for exchange in cassette.exchanges]
+        # What a strict miss ranks recorded requests by; a loose replay never needs it.
+        self.fingerprints = [(exchange, fingerprint(exchange.request_form, "")) for exchange in cassette.exchanges
+                             ] if strict else []
         self.cursors: dict[str, int] = {}
         self.hits = 0
         self.misses = 0
@@ -259,21 +263,21 @@ class Replay:
         return recorded.status, raw_headers, content
 
     def near_miss(self, form: dict[str, Any]) -> ApiError:
-        """The 404 of ``--replay-strict``: the nearest recorded request and where it differs."""
-        sent = flatten(form, "")
-        candidates = [(exchange, flat) for exchange, flat in self.flat if exchange.path == form["path"]]
+        """The 404 of ``--replay-strict``: the nearest recorded request and where it differs.
+        Nearest: the fewest leaves not shared (``fingerprint``: the first 64 of each), by a set
+        operation per recorded exchange."""
+        sent = fingerprint(form, "")
+        candidates = [(exchange, values) for exchange, values in self.fingerprints if exchange.path == form["path"]]
         if not candidates:
             error = ApiError("not_found", f"No recorded exchange matches this request (--replay-strict): the "
                                           f"cassette {self.cassette.directory} holds none for "
                                           f"{form['method']} {form['path']}.")
             error.headers["x-mock-replay"] = "miss"
             return error
-        best, best_differences = None, None
-        for exchange, flat in candidates:
-            found = differences(sent, flat)
-            if best_differences is None or len(found) < len(best_differences):
-                best, best_differences = exchange, found
-        assert best is not None and best_differences is not None
+        best, _ = min(candidates, key=lambda candidate: len(sent ^ candidate[1]))
+        best_differences = differences(flatten(form, ""), flatten(best.request_form, ""))
+        if not best_differences:  # the same in every value compared: the difference lies further on
+            best_differences = [("…", f"the same first {MAX_LEAVES} values", "a later one differs")]
         shown = [f"{place} (recorded {'absent' if old is None else old}, sent {'absent' if new is None else new})"
                  for place, old, new in best_differences[:SHOWN_DIFFERENCES]]
         more = len(best_differences) - len(shown)
@@ -341,6 +345,7 @@ class ReplayEndpoint:
             if settings.api_keys:  # a key the mock refuses never reaches the cassette
                 authenticate(headers.get("authorization"), settings.api_keys)
             raw = await read_body(scope, receive, headers, settings.max_body_bytes)
+            check_value_count(raw)  # before the canonical form parses it
         except ApiError as error:
             replay.misses += 1
             body, status, error_headers, _ = error_parts(self.provider, error, request_id)
@@ -359,7 +364,8 @@ class ReplayEndpoint:
             return
         replay.misses += 1
         if replay.strict:
-            body, status, error_headers, _ = error_parts(self.provider, replay.near_miss(form), request_id)
+            near_miss = await anyio.to_thread.run_sync(replay.near_miss, form)  # one set per recorded exchange
+            body, status, error_headers, _ = error_parts(self.provider, near_miss, request_id)
             await self.send(send, status, error_headers, body, b"miss")
             return
         await self.fallback(scope, _replayed_body(raw, receive), _marked(send, b"miss"))

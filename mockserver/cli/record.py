@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="seconds the upstream has to answer a request, all of it (default: %(default)s); "
                              "past it the client gets 504 and nothing is retried")
     record.add_argument("--download-timeout", type=_seconds, default=60.0, metavar="S",
-                        help="seconds one download of an answer's image link may take (default: %(default)s)")
+                        help="seconds the downloads of one answer's image links may take, all of them (default: "
+                             "%(default)s); a link not downloaded by then is recorded as unavailable")
     specs = {spec.name: spec for spec in Settings.specs()}
     for name in RECORD_SETTINGS:
         spec = specs[name]
