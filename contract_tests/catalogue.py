@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from mockserver.core.schemas import load_schema, objects_in, strict_variant
+from mockserver.core.schemas import (
+    load_schema,
+    objects_in,
+    placeholders,
+    strict_variant,
+)
 
 from .providers import (
     KEY_ENV,
@@ -33,7 +38,6 @@ from .providers import (
     api,
     if_holds,
     label,
-    placeholders,
     property_at,
     resolve,
     source_along,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from mockserver.core.schemas import load_schema
+from mockserver.core.schemas import load_schema, placeholders, pointer_parts
 from mockserver.providers import PROVIDERS as REGISTRY
 
 NAMES: tuple[str, ...] = tuple(provider.name for provider in REGISTRY)
@@ -36,15 +36,6 @@ MISSING: Any = object()
 
 
 # --------------------------------------------------------------------------- JSON pointers
-
-
-def parts_of(pointer: str | None) -> Parts | None:
-    """RFC 6901: ``"/output/choices/0"`` -> ``("output", "choices", "0")``."""
-    if pointer is None:
-        return None
-    if pointer in ("", "/"):
-        return ()
-    return tuple(part.replace("~1", "/").replace("~0", "~") for part in pointer.lstrip("/").split("/"))
 
 
 def get_at(document: Any, parts: Parts, default: Any = MISSING) -> Any:
@@ -157,17 +148,6 @@ def if_holds(condition: dict[str, Any], value: Any) -> bool:
     return entry[1].is_valid(value)
 
 
-def placeholders(template: Any, path: Parts = ()) -> dict[str, Parts]:
-    """Where each ``"{name}"`` placeholder of an ``x-envelope`` is."""
-    found: dict[str, Parts] = {}
-    if isinstance(template, dict):
-        for key, value in template.items():
-            found.update(placeholders(value, path + (key,)))
-    elif isinstance(template, str) and template.startswith("{") and template.endswith("}"):
-        found[template[1:-1]] = path
-    return found
-
-
 # --------------------------------------------------------------------------- one provider
 
 
@@ -237,10 +217,10 @@ def api(name: str) -> Api:
     error = load_schema(name, "error")
     ask = request.get("x-contract", {})
     answer = response.get("x-contract", {})
-    count = parts_of(ask["count"])
+    count = pointer_parts(ask["count"])
     fmt = ask.get("responseFormat") or {}
-    fmt_parts = parts_of(fmt.get("pointer"))
-    prompt_extend = parts_of(ask.get("promptExtend"))
+    fmt_parts = pointer_parts(fmt.get("pointer"))
+    prompt_extend = pointer_parts(ask.get("promptExtend"))
     return Api(
         name=name, path=entry.path, key_env=entry.api_key_env,
         count=count, count_default=property_at(request, count).get("default", 1),
@@ -248,11 +228,11 @@ def api(name: str) -> Api:
         format_default=property_at(request, fmt_parts).get("default", fmt.get("link")) if fmt_parts else None,
         prompt_extend=prompt_extend,
         prompt_extend_default=property_at(request, prompt_extend).get("default") if prompt_extend else None,
-        seed=parts_of(ask.get("seed")),
-        images=parts_of(answer["images"]), url_key=answer["url"], b64_key=answer.get("b64"),
+        seed=pointer_parts(ask.get("seed")),
+        images=pointer_parts(answer["images"]), url_key=answer["url"], b64_key=answer.get("b64"),
         b64_form=answer.get("b64Form"),
-        created=parts_of(answer.get("created")), revised_prompt_key=answer.get("revisedPrompt"),
-        request_id=parts_of(answer.get("requestId")), width=parts_of(answer.get("width")),
-        height=parts_of(answer.get("height")), image_count=parts_of(answer.get("imageCount")),
+        created=pointer_parts(answer.get("created")), revised_prompt_key=answer.get("revisedPrompt"),
+        request_id=pointer_parts(answer.get("requestId")), width=pointer_parts(answer.get("width")),
+        height=pointer_parts(answer.get("height")), image_count=pointer_parts(answer.get("imageCount")),
         envelope=tuple(sorted(placeholders(error["x-envelope"]).items())),
     )

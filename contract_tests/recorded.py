@@ -65,7 +65,7 @@ from .mutations import breaks_only
 from .providers import KEY_ENV, api
 from .report import Exchange
 from .strategies import request_schema, semantic_problems, validator
-from .target import Budget
+from .target import Budget, Evidence
 
 GIB = 1024**3
 # A refusal of a valid request is drift; these are not about the request (limits, outages, keys).
@@ -141,19 +141,17 @@ class Item:
         return f"recorded exchange {self.name}" + (f" (planned request {self.plan_item})" if self.plan_item else "")
 
 
-class CassetteTarget:
+class CassetteTarget(Evidence):
     """The target of a ``--cassette`` run: the recorded exchanges, nothing sent."""
 
     live = False
 
     def __init__(self, directory: str) -> None:
+        super().__init__()
         self.directory = directory
         self.cassette = load_cassette(directory)
         self.base_url = (self.cassette.upstream or "cassette:").rstrip("/")
         self.budget = Budget(None)
-        self.current: list[Exchange] = []
-        self.rule_id = ""
-        self.plan_item: str | None = None
         self.links: dict[str, tuple[str | None, str]] = {}
         self.items: dict[str, list[Item]] = {}
         for recorded in self.cassette.exchanges:
@@ -200,15 +198,6 @@ class CassetteTarget:
             item.exchange.plan_item = item.plan_item
 
     # -- what the rules call
-
-    def begin_test(self, rule_id: str) -> None:
-        self.rule_id = rule_id
-        self.current = []
-        self.plan_item = None
-
-    def begin_example(self, plan_item: str | None = None) -> None:
-        self.current = []
-        self.plan_item = plan_item
 
     def download(self, provider: str, url: str, *, fresh: bool = False) -> Exchange:
         """A recorded link: the bytes recorded for it (a cassette keeps one download)."""

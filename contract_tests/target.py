@@ -87,7 +87,26 @@ class Budget:
                 "paid_by_provider": dict(self.by_provider), "planned_by_provider": dict(self.planned)}
 
 
-class Target:
+class Evidence:
+    """What a target keeps of the test being run: the exchanges of its current example (the
+    evidence of a failure) and the planned request it checks, if any."""
+
+    def __init__(self) -> None:
+        self.current: list[Exchange] = []
+        self.rule_id = ""
+        self.plan_item: str | None = None
+
+    def begin_test(self, rule_id: str) -> None:
+        self.rule_id = rule_id
+        self.current = []
+        self.plan_item = None
+
+    def begin_example(self, plan_item: str | None = None) -> None:
+        self.current = []
+        self.plan_item = plan_item
+
+
+class Target(Evidence):
     def __init__(self, *, base_url: str | None, keys: dict[str, str | None], key_envs: dict[str, str],
                  max_requests: int, rps: float, timeout: float, record_dir: str | None,
                  app: Any = None) -> None:
@@ -101,9 +120,7 @@ class Target:
         self._lock = threading.Lock()
         self.cache: dict[tuple, Exchange] = {}
         self.downloaded: OrderedDict[str, Exchange] = OrderedDict()
-        self.current: list[Exchange] = []
-        self.rule_id = ""
-        self.plan_item: str | None = None  # the planned request being checked, if any
+        super().__init__()
         self.record_dir = Path(record_dir) if record_dir else None
         self._recorded = 0
         if self.live:
@@ -127,17 +144,6 @@ class Target:
     @property
     def description(self) -> str:
         return self.base_url if self.live else "the mock, in process"
-
-    # -- per test / per example
-
-    def begin_test(self, rule_id: str) -> None:
-        self.rule_id = rule_id
-        self.current = []
-        self.plan_item = None
-
-    def begin_example(self, plan_item: str | None = None) -> None:
-        self.current = []
-        self.plan_item = plan_item
 
     # -- sending
 

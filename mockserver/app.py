@@ -132,7 +132,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         admin = Admin(settings, journal, scenarios)
         routes += admin.routes()
         routes += Dashboard(settings=settings, journal=journal, scenarios=scenarios, admin=admin,
-                           providers=providers, factory=factory, signer=signer).routes()
+                           providers=providers, factory=factory, signer=signer,
+                           recorded_pictures=replay.picture if replay is not None else None).routes()
     if replay is not None:
         routes += replay.routes(None if settings.disable_admin else admin.endpoint)
     chaos = Chaos(settings.chaos_rate, settings.chaos_seed, settings.chaos_faults)

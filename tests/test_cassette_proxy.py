@@ -91,6 +91,31 @@ def test_headers_go_through_both_ways_the_key_is_kept_by_its_form_only(tmp_path)
         assert KEY.encode() not in file.read_bytes()
 
 
+def test_a_key_in_the_query_is_forwarded_but_never_kept_and_still_matches_on_replay(tmp_path):
+    from starlette.testclient import TestClient
+
+    from mockserver import Settings, create_app
+
+    queries = []
+
+    def answer(scope, body):
+        queries.append(scope["query_string"].decode())
+        return json_answer({"created": 1, "data": []})(scope, body)
+
+    proxy = in_process_proxy(Upstream(answer), tmp_path / "cassette")
+    query = f"api_key={KEY}&x-amz-signature=abc123&mode=fast&note={KEY}"
+    assert call(proxy, "POST", f"{EDITS}?{query}", json={}, headers=AUTH).status_code == 200
+    assert queries == [query]  # forwarded as it came
+    [exchange] = exchanges(tmp_path / "cassette")
+    assert exchange["request"]["query"] == "api_key=[redacted]&x-amz-signature=[redacted]&mode=fast&note=[redacted]"
+    for file in files_under(tmp_path / "cassette"):
+        assert KEY.encode() not in file.read_bytes() and b"abc123" not in file.read_bytes()
+    with TestClient(create_app(Settings(replay=str(tmp_path / "cassette")))) as client:
+        again = client.post(f"{EDITS}?{query}", json={}, headers=AUTH)
+        other = client.post(f"{EDITS}?{query.replace('fast', 'slow')}", json={}, headers=AUTH)
+    assert again.headers["x-mock-replay"] == "hit" and other.headers["x-mock-replay"] == "miss"
+
+
 def test_nothing_is_retried(tmp_path, caplog):
     failing = Upstream(json_answer({"error": {"message": "boom"}}, 500))
     proxy = in_process_proxy(failing, tmp_path / "a")

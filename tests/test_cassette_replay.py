@@ -207,6 +207,18 @@ def test_the_dashboard_shows_replayed_exchanges(cassette):
         shown = stream.exchanges_until({"replayed-1"})["replayed-1"]
         assert shown["status"] == 200 and shown["response"]["headers"]["x-mock-replay"] == "hit"
         assert shown["outputs"] and shown["inputs"]  # the recorded image, as a picture
+        # a link answer: the page loads the recorded bytes from /__mock/files/replay/, not journaled
+        limited = httpx.post(server.base_url + EDITS, json=powertokens_body(), headers=AUTH)
+        assert limited.status_code == 429  # the cassette recorded 429, then 200
+        linked = httpx.post(server.base_url + EDITS, json=powertokens_body(), headers={**AUTH, "x-request-id": "r-3"})
+        assert linked.status_code == 200 and linked.headers["x-mock-replay"] == "hit"
+        [picture] = stream.exchanges_until({"r-3"})["r-3"]["outputs"]
+        assert picture["link"].startswith("files/replay/")
+        served = httpx.get(f"{server.base_url}/__mock/{picture['link']}")
+        via_link = httpx.get(linked.json()["data"][0]["url"]).content
+        assert served.status_code == 200 and served.content == via_link
+        assert served.headers["content-type"] == "image/png"
+        assert httpx.get(f"{server.base_url}/__mock/files/replay/forged.x.png").status_code == 404
     finally:
         stream.close()
         server.stop()

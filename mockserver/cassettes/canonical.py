@@ -46,6 +46,7 @@ MIN_BARE_BYTES = 16  # bare base64 shorter than this stays text ("abcd" is valid
 SECRET_MIN_CHARS = 8  # credentials shorter than this are not searched for in bodies
 REDACTED = "[redacted]"
 HEX64 = re.compile(r"[0-9a-f]{64}")
+CREDENTIAL_PARAMETER = re.compile(r"key|token|secret|signature|sig$|password|credential|auth", re.IGNORECASE)
 URL_START = re.compile(r"https?://", re.IGNORECASE)
 LONG_NUMBER = re.compile(rb"[0-9]{19}")  # may be past 64 bits
 MARKERS = ("$image", "$text", "$bytes")
@@ -80,6 +81,19 @@ def secrets_in(headers: Iterable[tuple[str, str]]) -> list[str]:
                 if len(candidate) >= SECRET_MIN_CHARS:
                     found.append(candidate)
     return sorted(set(found), key=len, reverse=True)
+
+
+def scrubbed_query(query: bytes, secrets: list[str]) -> str:
+    """A request's query string as a cassette keeps it and matches on it: the value of a
+    parameter named like a credential (``key``, ``api_key``, ``access_token``, a signature...)
+    and any of ``secrets`` redacted; everything else as sent, byte for byte."""
+    kept = []
+    for segment in query.decode("latin-1").split("&"):
+        name, equals, _ = segment.partition("=")
+        if equals and CREDENTIAL_PARAMETER.search(name):
+            segment = f"{name}={REDACTED}"
+        kept.append(scrub(segment, secrets))
+    return "&".join(kept)
 
 
 def scrub(value: Any, secrets: list[str]) -> Any:

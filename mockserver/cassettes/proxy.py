@@ -46,6 +46,7 @@ from .canonical import (
     answer_links,
     credentials_form,
     scrub,
+    scrubbed_query,
     secrets_in,
     sha256,
     vary_headers,
@@ -243,7 +244,7 @@ class RecordingProxy:
             "recorded_at": int(time.time()),
             "request": {
                 "method": scope["method"], "path": scope["path"],
-                "query": scope.get("query_string", b"").decode("latin-1"),
+                "query": scrubbed_query(scope.get("query_string", b""), secrets),
                 "credentials": credentials_form(headers.get("authorization")),
                 "headers": vary_headers(shape, headers.items()),
                 "body": scrub(request_body, secrets),

@@ -55,10 +55,11 @@ from .canonical import (
     is_marker,
     request_key,
     scrub,
+    scrubbed_query,
     secrets_in,
     vary_headers,
 )
-from .cassette import NOT_REPLAYED, Cassette, Recorded, load
+from .cassette import NOT_REPLAYED, Blob, Cassette, Recorded, load
 from .shapes import Shape
 
 LOGGER = logging.getLogger("qwen_image_mock.replay")
@@ -221,10 +222,12 @@ class Replay:
     def canonical(self, shape: Shape, scope: Scope, headers: Headers, raw: bytes) -> tuple[str, dict[str, Any]]:
         """The request's match key and canonical form (its own credential redacted first,
         as the recorder redacted it)."""
-        body = scrub(Canonicaliser(shape).request(raw), secrets_in(headers.items()))
-        form = {"method": scope["method"], "path": scope["path"], "query": scope.get("query_string", b"").decode(
-            "latin-1"), "credentials": credentials_form(headers.get("authorization")),
-            "headers": vary_headers(shape, headers.items()), "body": body}
+        secrets = secrets_in(headers.items())
+        body = scrub(Canonicaliser(shape).request(raw), secrets)
+        form = {"method": scope["method"], "path": scope["path"],
+                "query": scrubbed_query(scope.get("query_string", b""), secrets),
+                "credentials": credentials_form(headers.get("authorization")),
+                "headers": vary_headers(shape, headers.items()), "body": body}
         return request_key(form["method"], form["path"], form["query"], form["credentials"], form["headers"],
                            body), form
 
@@ -290,17 +293,34 @@ class Replay:
                               "x-mock-replay-differences": header_list([place for place, _, _ in best_differences])})
         return error
 
-    async def image(self, request: Request) -> Response:
-        """``GET /files/replay/<name>``: a recorded image, while its link lasts."""
+    def recorded_image(self, name: str) -> tuple[Blob | None, Provider, int]:
+        """The recorded image a link names (None: not downloaded when recorded), its provider
+        and the seconds the link has left; ``LookupError`` saying why for any other name."""
         try:
-            digest, provider_name, expires, extension = self.links.verify(request.path_params["name"])
+            digest, provider_name, expires, extension = self.links.verify(name)
         except ValueError as error:
-            return not_found(f"No such image: {error}.")
+            raise LookupError(f"No such image: {error}.") from None
         provider = self.providers.get(provider_name)
         blob = self.cassette.blobs.get(digest) if digest else None
         if provider is None or (digest is not None and (blob is None or blob.extension != extension)):
-            return not_found("No such image in this mock's cassette.")
-        remaining = expires - self.settings.now()
+            raise LookupError("No such image in this mock's cassette.")
+        return blob, provider, expires - self.settings.now()
+
+    def picture(self, name: str) -> tuple[bytes, str] | None:
+        """A recorded image's bytes and media type for the dashboard, expired or not (the page
+        shows what was answered then); None if there is none."""
+        try:
+            blob, _, _ = self.recorded_image(name)
+        except LookupError:
+            return None
+        return None if blob is None else (blob.data, blob.media_type)
+
+    async def image(self, request: Request) -> Response:
+        """``GET /files/replay/<name>``: a recorded image, while its link lasts."""
+        try:
+            blob, provider, remaining = self.recorded_image(request.path_params["name"])
+        except LookupError as error:
+            return not_found(str(error))
         if remaining < 0:
             return error_response(provider, ApiError("forbidden", "This image link has expired."),
                                   request.state.request_id)

@@ -17,20 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.schemas import placeholders, pointer_parts
 from ..providers.api import Provider
 
 Pattern = tuple[str, ...]
 ANY = "*"
 MAX_SCHEMA_DEPTH = 64
-
-
-def pointer_parts(pointer: str | None) -> Pattern | None:
-    """RFC 6901: ``"/output/choices/0"`` -> ``("output", "choices", "0")``."""
-    if pointer is None:
-        return None
-    if pointer in ("", "/"):
-        return ()
-    return tuple(part.replace("~1", "/").replace("~0", "~") for part in pointer.lstrip("/").split("/"))
 
 
 def _resolve(root: dict[str, Any], node: Any) -> Any:
@@ -102,7 +94,7 @@ class Shape:
         images = generalised(pointer_parts(contract["images"]) or ())
         links = frozenset({images + (ANY, contract["url"])})
         b64 = frozenset({images + (ANY, contract["b64"])}) if contract.get("b64") else frozenset()
-        envelope_id = next((path for path, name in _placeholders(provider.envelope) if name == "request_id"), None)
+        envelope_id = placeholders(provider.envelope).get("request_id")
         return cls(
             name=provider.name, path=provider.path, vary=tuple(h.lower() for h in provider.vary),
             request_images=image_patterns(provider.request_schema.schema), link_patterns=links, b64_patterns=b64,
@@ -120,11 +112,3 @@ class Shape:
         if any(matches(pattern, path) for pattern in self.b64_patterns):
             return "b64"
         return None
-
-
-def _placeholders(template: Any, path: Pattern = ()) -> list[tuple[Pattern, str]]:
-    if isinstance(template, dict):
-        return [found for key, value in template.items() for found in _placeholders(value, path + (key,))]
-    if isinstance(template, str) and template.startswith("{") and template.endswith("}"):
-        return [(path, template[1:-1])]
-    return []

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     logging.getLogger("qwen_image_mock.record").info(
         "recording %s into %s; point your client at http://%s:%d", proxy.upstream, args.cassette, args.host, args.port)
-    uvicorn.run(proxy, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
+    # No access log: a request line may carry a key in its query; the proxy logs paths only.
+    uvicorn.run(proxy, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", access_log=False,
                 http=BoundedHttpToolsProtocol.for_settings(settings), server_header=False, date_header=False,
                 timeout_graceful_shutdown=settings.shutdown_timeout)
     return 0

@@ -6,6 +6,7 @@
     DELETE /__mock/session           log out
     GET    /__mock/events            the live stream (``live.py``)
     GET    /__mock/files/{token}.png an output link's image, drawn again from the link, not journaled
+    GET    /__mock/files/replay/{name} with --replay: a replayed link's recorded image, not journaled
     GET    /__mock, GET /            redirect to /__mock/
 
 The page is plain HTML, CSS and JavaScript shipped in the package (``static/``), read once at
@@ -17,6 +18,7 @@ under a Content-Security-Policy that allows nothing but this origin. Everything 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib import resources
 from typing import NamedTuple
 
@@ -64,8 +66,11 @@ def load_assets() -> dict[str, Asset]:
 
 class Dashboard:
     def __init__(self, *, settings: Settings, journal: Journal | None, scenarios: ScenarioBook, admin: Admin,
-                 providers: list[Provider], factory: ImageFactory, signer: LinkSigner) -> None:
+                 providers: list[Provider], factory: ImageFactory, signer: LinkSigner,
+                 recorded_pictures: Callable[[str], tuple[bytes, str] | None] | None = None) -> None:
         self.settings = settings
+        # --replay: a replayed answer's links name recorded images (name -> bytes, media type).
+        self.recorded_pictures = recorded_pictures
         self.admin = admin
         self.gate: AdminGate = admin.gate
         self.providers = {provider.name: provider for provider in providers}
@@ -86,7 +91,8 @@ class Dashboard:
             Route("/__mock/session", self.logout, methods=["DELETE"]),
             Route("/__mock/events", self.live, methods=["GET"]),
             Route("/__mock/files/{token}.png", self.image, methods=["GET"]),
-        ]
+        ] + ([Route("/__mock/files/replay/{name}", self.recorded_image, methods=["GET"])]
+             if self.recorded_pictures is not None else [])
 
     async def to_page(self, request: Request) -> Response:
         return RedirectResponse(f"{request.scope.get('root_path', '')}/__mock/", status_code=307)
@@ -137,6 +143,20 @@ class Dashboard:
         if not self.gate.is_open:
             response.headers["set-cookie"] = self.gate.session_cookie(request, end=True)
         return response
+
+    async def recorded_image(self, request: Request) -> Response:
+        """A replayed answer's recorded image for the page, not journaled, expired or not."""
+        try:
+            self.gate.check(request)
+        except AdminError as error:
+            return self.admin.refusal(error)
+        assert self.recorded_pictures is not None
+        found = self.recorded_pictures(request.path_params["name"])
+        if found is None:
+            return not_found("No such recorded image.")
+        data, media_type = found
+        return Response(data, media_type=media_type,
+                        headers={"cache-control": "private, max-age=86400", "x-content-type-options": "nosniff"})
 
     async def image(self, request: Request) -> Response:
         """An output link's image for the page: checked as ``/files/`` checks it, but not

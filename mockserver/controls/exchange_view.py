@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..core.schemas import json_path
+from ..core.schemas import json_path, placeholders
 from ..providers.api import Provider
 from .curl import curl_command
 from .journal import JournalEntry, ReducedBody, is_image_summary
@@ -26,21 +26,12 @@ from .previews import PreviewStore, as_data_uri
 # The mock's own image links: <payload>.<signature>.<offset>, base64url.
 LINK = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]*)?(?:/[^?#\s]*)?/files/"
                   r"(?P<token>[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[0-9]{1,3})\.png")
+# A replayed answer's links (``serve --replay``): /files/replay/<payload>.<signature>.<extension>.
+REPLAY_LINK = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]*)?(?:/[^?#\s]*)?/files/replay/"
+                         r"(?P<name>[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[a-z]{3,4})")
 URL_SCHEMES = ("http://", "https://", "oss://")
 # A link of the mock's is a few hundred characters; longer strings are not searched for one.
 LINK_LIMIT = 4096
-
-
-def envelope_paths(envelope: Any, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
-    """Where each ``"{placeholder}"`` of a provider's error envelope sits."""
-    if isinstance(envelope, dict):
-        found: dict[str, tuple[str, ...]] = {}
-        for key, value in envelope.items():
-            found.update(envelope_paths(value, (*path, key)))
-        return found
-    if isinstance(envelope, str) and envelope.startswith("{") and envelope.endswith("}"):
-        return {envelope[1:-1]: path}
-    return {}
 
 
 def at(document: Any, path: tuple[str, ...]) -> Any:
@@ -84,8 +75,11 @@ def output_images(body: Any) -> list[dict[str, Any]]:
             images.append(inline_image(path, value))
         elif isinstance(value, str) and "/files/" in value and len(value) <= LINK_LIMIT:
             link = LINK.fullmatch(value)
+            recorded = REPLAY_LINK.fullmatch(value) if link is None else None
             if link:
                 images.append({"link": f"files/{link['token']}.png", "url": value, "where": json_path(path)})
+            elif recorded:
+                images.append({"link": f"files/replay/{recorded['name']}", "url": value, "where": json_path(path)})
     return images
 
 
@@ -104,7 +98,7 @@ def body_part(shaped: ReducedBody | None, headers: dict[str, str], size: int) ->
 
 class ExchangeViewer:
     def __init__(self, providers: Iterable[Provider], previews: PreviewStore | None) -> None:
-        self.envelopes = {provider.name: envelope_paths(provider.envelope) for provider in providers}
+        self.envelopes = {provider.name: placeholders(provider.envelope) for provider in providers}
         self.previews = previews
 
     def view(self, entry: JournalEntry, worker: int) -> dict[str, Any]:

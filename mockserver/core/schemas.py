@@ -61,6 +61,26 @@ def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def pointer_parts(pointer: str | None) -> tuple[str, ...] | None:
+    """RFC 6901: ``"/output/choices/0"`` -> ``("output", "choices", "0")``; None stays None."""
+    if pointer is None:
+        return None
+    if pointer in ("", "/"):
+        return ()
+    return tuple(part.replace("~1", "/").replace("~0", "~") for part in pointer.lstrip("/").split("/"))
+
+
+def placeholders(template: Any, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Where each ``"{name}"`` placeholder of an ``x-envelope`` template is."""
+    found: dict[str, tuple[str, ...]] = {}
+    if isinstance(template, dict):
+        for key, value in template.items():
+            found.update(placeholders(value, (*path, key)))
+    elif isinstance(template, str) and template.startswith("{") and template.endswith("}"):
+        found[template[1:-1]] = path
+    return found
+
+
 def resolve_pointer(schema: dict[str, Any], pointer: str) -> Any:
     node: Any = schema
     for part in pointer.lstrip("#/").split("/"):

@@ -325,6 +325,25 @@ def test_with_several_workers_the_page_says_whose_exchanges_it_shows(browser, st
         pytest.fail("no call reached the page's worker")
 
 
+def test_a_replayed_answer_shows_the_recorded_images(browser, start_server, tmp_path):
+    from cassette_support import AUTH_FREE, calls, in_process_proxy, mock_app
+
+    cassette = tmp_path / "cassette"
+    body = powertokens_body(n=2, size="640*480")
+    [recorded] = calls(in_process_proxy(mock_app(), cassette), ("POST", PT, {"json": body, "headers": AUTH_FREE}))
+    assert recorded.status_code == 200
+    mock = start_server({"QWEN_MOCK_REPLAY": str(cassette)})
+    page = Page(browser, mock.base_url).open().wait_live()
+    answer = httpx.post(f"{mock.base_url}{PT}", json=body, headers=AUTH)
+    assert answer.headers["x-mock-replay"] == "hit"
+    card = page.exchange(answer.headers["x-request-id"])
+    assert wait_for(lambda: page.images_loaded(card), message="the recorded images loaded")
+    outputs = card.find_elements(By.CSS_SELECTOR, ".picture.output img")
+    assert len(outputs) == 2 and all("/__mock/files/replay/" in o.get_attribute("src") for o in outputs)
+    sizes = {tuple(page.script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", o)) for o in outputs}
+    assert sizes == {(640, 480)}  # what the upstream drew, decoded by the browser
+
+
 def test_disable_admin_removes_the_page(browser, start_server):
     mock = start_server({"QWEN_MOCK_DISABLE_ADMIN": "1"})
     browser.get(f"{mock.base_url}/__mock/")
