@@ -148,6 +148,28 @@ def scenarios_body(total_bytes: int = 20 * MIB) -> bytes:
 # --- forged image links ------------------------------------------------------------------------
 
 
+def values_body(count: int = 9_000_000, item: bytes = b"0") -> bytes:
+    """A modelverse request with an unknown list of ``count`` values: 18 MB of ``0,`` is nine
+    million of them, each a Python object once parsed."""
+    return b'{"model":"m","prompt":"p","x":[' + (item + b",") * (count - 1) + item + b"]}"
+
+
+def replay_cassette(directory: Path, exchanges: int = 1, leaves: int = 0) -> str:
+    """A cassette of ``exchanges`` recorded modelverse calls, each with ``leaves`` extra values
+    in its request, written as ``qwen-image-mock record`` writes one (for ``--replay``)."""
+    (directory / "exchanges").mkdir(parents=True)
+    (directory / "cassette.json").write_text(json.dumps(
+        {"format": "qwen-image-mock cassette", "version": 1, "upstream": "http://upstream.test"}))
+    for number in range(1, exchanges + 1):
+        exchange = {"provider": "modelverse",
+                    "request": {"method": "POST", "path": MV,
+                                "body": {"model": "m", "prompt": "p" if number == 1 else f"p{number}",
+                                         **({"list": list(range(leaves))} if leaves else {})}},
+                    "response": {"status": 200, "body": {"created": 1, "data": []}}}
+        (directory / "exchanges" / f"{number:06d}-modelverse-200.json").write_text(json.dumps(exchange))
+    return str(directory)
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -865,6 +887,42 @@ def measure_once_500s(src: str | None) -> list[Figure]:
     return figures
 
 
+def measure_values(src: str | None, replay: str = "") -> Figure:
+    """An 18 MB body of nine million values, to a plain mock or one replaying a cassette."""
+    import tempfile
+
+    body = values_body()
+    with tempfile.TemporaryDirectory() as scratch:
+        args = [] if not replay else ["--replay", replay_cassette(Path(scratch) / "cassette")]
+        args += ["--replay-strict"] if replay == "strict" else []
+        figure = Figure("8 body values", f"modelverse, {len(body) / MIB:.0f} MiB of '0,'"
+                        + (f" (--replay{'-strict' if replay == 'strict' else ''})" if replay else ""))
+        with ServerProcess(src=src, args=args) as server, HealthWatch(server.base_url) as watch, \
+                httpx.Client(base_url=server.base_url, timeout=300) as http:
+            figure.idle_hwm = server.idle["VmHWM"]
+            _timed(figure, server, lambda: _post(http, figure, MV, content=body, headers=JSON_HEADERS))
+            figure.note = f"/healthz waited {watch.longest:.1f} s meanwhile"
+    return figure
+
+
+def measure_replay_cassette(src: str | None, exchanges: int = 20_000, leaves: int = 200) -> Figure:
+    """Start-up on a cassette of 20,000 small exchanges, then a strict miss."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cassette = replay_cassette(Path(scratch) / "cassette", exchanges, leaves)
+        figure = Figure("9 replay", f"--replay-strict, {exchanges:,} exchanges of {leaves} values, then a miss")
+        started = time.monotonic()
+        with ServerProcess(src=src, args=["--replay", cassette, "--replay-strict"], startup_timeout=300) as server, \
+                httpx.Client(base_url=server.base_url, timeout=300) as http:
+            startup = time.monotonic() - started
+            figure.idle_hwm = server.idle["VmHWM"]
+            body = {"model": "m", "prompt": "zz", "list": list(range(leaves + 100))}
+            _timed(figure, server, lambda: _post(http, figure, MV, json=body, headers=AUTH))
+            figure.note = f"start-up {startup:.1f} s (listening, RSS at idle includes the cassette)"
+    return figure
+
+
 MEASUREMENTS = {
     "png-50000000x1": lambda src: measure_huge_input(src, "png-50000000x1"),
     "png-7000x7000": lambda src: measure_huge_input(src, "png-7000x7000"),
@@ -879,6 +937,10 @@ MEASUREMENTS = {
     "latency-shutdown": measure_latency_at_shutdown,
     "dribblers": measure_dribblers,
     "500s": measure_once_500s,
+    "values": measure_values,
+    "values-replay": lambda src: measure_values(src, "loose"),
+    "values-replay-strict": lambda src: measure_values(src, "strict"),
+    "replay-cassette": measure_replay_cassette,
 }
 
 

@@ -41,7 +41,9 @@ from hostile import (
     long_prompt_body,
     nested_body,
     raw_request,
+    replay_cassette,
     scenarios_body,
+    values_body,
 )
 from PIL import Image
 
@@ -290,31 +292,16 @@ def test_a_scenarios_body_under_the_limit_but_over_the_count_is_refused_cheaply(
 
 # --- (8) a body's structure, and a replaying mock --------------------------------------------------
 
-# Measured before the bound: 813 MB peak for this body on the plain mock (1.2 s), 885 MB with
-# --replay (2.3 s), and with --replay-strict 2.3 GB in 41 s, the event loop blocked meanwhile.
-MILLIONS_OF_VALUES = b'{"model":"m","prompt":"p","x":[' + b"0," * 9_000_000 + b"0]}"
-
-
-def _replay_cassette(directory) -> str:
-    import json
-
-    (directory / "exchanges").mkdir(parents=True)
-    (directory / "cassette.json").write_text(json.dumps(
-        {"format": "qwen-image-mock cassette", "version": 1, "upstream": "http://upstream.test"}))
-    exchange = {"provider": "modelverse",
-                "request": {"method": "POST", "path": MV, "body": {"model": "m", "prompt": "p"}},
-                "response": {"status": 200, "body": {"created": 1, "data": []}}}
-    (directory / "exchanges" / "0001-modelverse-200.json").write_text(json.dumps(exchange))
-    return str(directory)
-
-
+# Measured before the bound (`python tests/hostile.py --src <checkout> --only values values-replay
+# values-replay-strict`): values_body() peaked at 813 MB on the plain mock (1.2 s), 885 MB with
+# --replay (2.3 s), and 2.3 GB in 41 s with --replay-strict, the event loop blocked meanwhile.
 @pytest.mark.parametrize("replay", ["none", "loose", "strict"])
 def test_a_body_of_millions_of_values_is_refused_before_it_is_parsed(tmp_path, replay):
-    args = [] if replay == "none" else ["--replay", _replay_cassette(tmp_path / "cassette")]
+    args = [] if replay == "none" else ["--replay", replay_cassette(tmp_path / "cassette")]
     args += ["--replay-strict"] if replay == "strict" else []
     with ServerProcess(args=args) as server, HealthWatch(server.base_url) as watch, \
             httpx.Client(base_url=server.base_url) as http:
-        response, _ = answered_within(http, "POST", MV, QUICK_SECONDS, content=MILLIONS_OF_VALUES,
+        response, _ = answered_within(http, "POST", MV, QUICK_SECONDS, content=values_body(),
                                       headers=JSON_HEADERS)
         assert_error(response, 413)
         assert watch.longest < 2.0, f"GET /healthz waited {watch.longest:.1f} s meanwhile"
@@ -324,8 +311,8 @@ def test_a_body_of_millions_of_values_is_refused_before_it_is_parsed(tmp_path, r
 def test_a_strict_miss_under_the_value_bound_is_cheap(tmp_path):
     from mockserver.http.body import MAX_JSON_VALUES
 
-    body = b'{"model":"m","prompt":"q","x":[' + b'"abcdefghij",' * (MAX_JSON_VALUES - 100) + b'"z"]}'
-    args = ["--replay", _replay_cassette(tmp_path / "cassette"), "--replay-strict"]
+    body = values_body(MAX_JSON_VALUES - 100, b'"abcdefghij"').replace(b'"prompt":"p"', b'"prompt":"q"')
+    args = ["--replay", replay_cassette(tmp_path / "cassette"), "--replay-strict"]
     with ServerProcess(args=args) as server, httpx.Client(base_url=server.base_url) as http:
         response, _ = answered_within(http, "POST", MV, QUICK_SECONDS, content=body, headers=JSON_HEADERS)
         error = assert_error(response, 404)
