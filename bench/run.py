@@ -83,6 +83,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_replaying(python: str, mock_url: str, seed_request: dict, cassette: Path) -> tuple[subprocess.Popen, int]:
+    """A cassette of the seed request, recorded through the proxy from the mock, and a second
+    mock replaying it: every (a) request is then a hit."""
+    from mockserver.testing.harness import RecordingServer
+
+    with RecordingServer(mock_url, cassette) as proxy:
+        httpx.post(f"{proxy.base_url}/v1/images/edits", json=seed_request,
+                   headers={"Authorization": "Bearer bench"}).raise_for_status()
+    port = free_port()
+    command = [python, "-m", "mockserver", "serve", "--port", str(port), "--log-level", "warning",
+               "--replay", str(cassette)]
+    return start(command, port), port
+
+
 def main() -> int:
     binary = ensure_wrk()
     seed_request = json.loads((ROOT / "fixtures/seed/powertokens-request.json").read_text())
@@ -118,6 +132,11 @@ def main() -> int:
             "(c) fetch an issued image URL": wrk(binary, issued, "get_url.lua"),
         }
         memory = rss_mb(mock.pid)
+        replaying = start_replaying(python, mock_url, seed_request, workdir / "cassette")
+        replay_url = f"http://127.0.0.1:{replaying[1]}/v1/images/edits"
+        results["(d) (a) replayed from a cassette (hits)"] = wrk(binary, replay_url, "post_body.lua", seed_file)
+        replaying[0].terminate()
+        replaying[0].wait(timeout=10)
     finally:
         for process in (mock, bare):
             process.terminate()
@@ -130,6 +149,9 @@ def main() -> int:
     print(f"{'scenario':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in results.items():
         print(f"{name:44} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d}")
+    replayed = results["(d) (a) replayed from a cassette (hits)"]
+    print(f"\n(d) / (a) = {replayed['rps'] / mock_run['rps']:.2f} (a replay hit against the mock's own answer; "
+          f"(d) ran {DURATION} after the rounds)")
     b = results["(b) b64_json 512x512, distinct seeds"]
     checks = [
         (f"(a) / bare = {ratio:.2f}", ratio >= TARGETS["ratio_a"], f">= {TARGETS['ratio_a']}"),
