@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..app import create_app
 from ..controls.scenarios import ScenarioError
@@ -27,12 +27,10 @@ DEFAULT_API_KEY = "sk-qwen-mock"
 STARTUP_TIMEOUT = 30.0
 
 
-class MockControls:
-    """What a test can do with the mock; subclasses say how they reach it."""
+class ClientUrls:
+    """Where each provider's client library goes on a server at ``base_url``."""
 
     base_url: str
-    api_key: str
-    session: str
 
     @property
     def openai_base_url(self) -> str:
@@ -46,6 +44,13 @@ class MockControls:
         if provider not in paths:
             raise ValueError(f"no provider {provider!r}; there are: {', '.join(paths)}")
         return f"{self.base_url}{paths[provider]}"
+
+
+class MockControls(ClientUrls):
+    """What a test can do with the mock; subclasses say how they reach it."""
+
+    api_key: str
+    session: str
 
     @property
     def headers(self) -> dict[str, str]:
@@ -90,33 +95,33 @@ class MockControls:
         return {"Prefer": value}
 
 
-class MockServer:
-    """The mock on uvicorn in a thread of this process, on a socket bound before it starts,
-    so the port is known and free."""
+class ThreadedServer:
+    """An ASGI app on uvicorn in a thread of this process, on a socket bound before it starts,
+    so the port is known and free; the server's head and read bounds as ``serve`` has them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, app: Any, settings: Settings, *, name: str, **config: Any) -> None:
         import uvicorn
 
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = app
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", http=BoundedHttpToolsProtocol.for_settings(settings),
-            timeout_graceful_shutdown=settings.shutdown_timeout))
+            app, log_level="warning", http=BoundedHttpToolsProtocol.for_settings(settings),
+            timeout_graceful_shutdown=settings.shutdown_timeout, **config))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="qwen-image-mock", daemon=True)
+                                        name=name, daemon=True)
 
-    def start(self) -> MockServer:
+    def start(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not self._server.started:
             if not self._thread.is_alive():
-                raise RuntimeError("the qwen-image-mock server did not start; see the log above")
+                raise RuntimeError(f"the {self._thread.name} server did not start; see the log above")
             if time.monotonic() > deadline:
-                raise RuntimeError("the qwen-image-mock server did not start in time")
+                raise RuntimeError(f"the {self._thread.name} server did not start in time")
             time.sleep(0.005)  # polling for readiness, not waiting a fixed time
         return self
 
@@ -125,14 +130,21 @@ class MockServer:
         self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> MockServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-class RecordingServer(MockServer):
+class MockServer(ThreadedServer):
+    """The mock on uvicorn in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings), settings, name="qwen-image-mock", lifespan="off")
+
+
+class RecordingServer(ThreadedServer, ClientUrls):
     """``qwen-image-mock record`` in a thread of this process: the recording proxy in front of
     ``upstream``, writing to ``cassette`` (see ``cassettes/proxy.py``). ``base_url`` is where a
     client goes instead of the provider; ``openai_base_url`` and ``client_base_url`` work
@@ -140,37 +152,14 @@ class RecordingServer(MockServer):
 
     def __init__(self, upstream: str, cassette: str | Path, settings: Settings | None = None,
                  upstream_timeout: float = 300.0, download_timeout: float = 60.0) -> None:
-        import uvicorn
-
         from ..cassettes.proxy import RecordingProxy
 
-        self.settings = settings or Settings()
-        self.app = self.proxy = RecordingProxy(self.settings, upstream, str(cassette),
-                                               upstream_timeout=upstream_timeout, download_timeout=download_timeout)
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.proxy, log_level="warning", lifespan="on", server_header=False, date_header=False,
-            http=BoundedHttpToolsProtocol.for_settings(self.settings),
-            timeout_graceful_shutdown=self.settings.shutdown_timeout))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="qwen-image-mock-record", daemon=True)
-
-    def __enter__(self) -> RecordingServer:
-        self.start()
-        return self
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"{self.base_url}/v1"
-
-    def client_base_url(self, provider: str) -> str:
-        paths = {p.name: p.client_base_path for p in PROVIDERS}
-        if provider not in paths:
-            raise ValueError(f"no provider {provider!r}; there are: {', '.join(paths)}")
-        return f"{self.base_url}{paths[provider]}"
+        settings = settings or Settings()
+        self.proxy = RecordingProxy(settings, upstream, str(cassette), upstream_timeout=upstream_timeout,
+                                    download_timeout=download_timeout)
+        # The upstream's answers go back as they came: no Server or Date header of the proxy's.
+        super().__init__(self.proxy, settings, name="qwen-image-mock-record", lifespan="on", server_header=False,
+                         date_header=False)
 
 
 class LiveMock(MockControls):
