@@ -15,13 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassette_support import AUTH_FREE, calls, exchanges, in_process_proxy, mock_app, powertokens_body
+from cassette_support import (
+    AUTH_FREE,
+    calls,
+    exchanges,
+    in_process_proxy,
+    mock_app,
+    powertokens_body,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from mockserver import Settings, create_app
-from mockserver.cassettes.canonical import Canonicaliser, body_bytes, check_form, request_key
+from mockserver.cassettes.canonical import (
+    Canonicaliser,
+    body_bytes,
+    check_form,
+    request_key,
+)
 from mockserver.cassettes.cassette import CassetteError, load
 from mockserver.cassettes.replay import Replay
 from mockserver.cassettes.shapes import Shape
@@ -334,7 +346,7 @@ def test_recorded_bytes_are_what_the_upstream_sent(good):
 
 
 def test_a_near_miss_lists_a_bounded_number_of_values_however_many_a_body_holds():
-    from mockserver.cassettes.canonical import MAX_LEAVES, flatten
+    from mockserver.cassettes.near_miss import MAX_LEAVES, flatten
 
     flat = flatten({"x": list(range(90_000)), "y": {str(i): i for i in range(1000)}})
     assert len(flat) == MAX_LEAVES + 1 and list(flat)[-1] == "…"
@@ -342,7 +354,7 @@ def test_a_near_miss_lists_a_bounded_number_of_values_however_many_a_body_holds(
 
 
 def test_long_texts_that_differ_late_are_different_values():
-    from mockserver.cassettes.canonical import differences, fingerprint, flatten
+    from mockserver.cassettes.near_miss import differences, fingerprint, flatten
 
     first, second = {"prompt": "a" * 500 + "b"}, {"prompt": "a" * 500 + "c"}
     assert differences(flatten(first), flatten(second)) == [

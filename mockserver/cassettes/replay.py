@@ -43,15 +43,11 @@ from ..http.endpoint import origin
 from ..http.responses import error_parts, error_response, header_list, not_found
 from ..providers.api import Provider
 from .canonical import (
-    MAX_LEAVES,
     Canonicaliser,
     body_bytes,
     credentials_form,
-    differences,
     dump_json,
     expand,
-    fingerprint,
-    flatten,
     is_marker,
     request_key,
     scrub,
@@ -60,6 +56,7 @@ from .canonical import (
     vary_headers,
 )
 from .cassette import NOT_REPLAYED, Blob, Cassette, Recorded, load
+from .near_miss import MAX_LEAVES, differences, fingerprint, flatten
 from .shapes import Shape
 
 LOGGER = logging.getLogger("qwen_image_mock.replay")
