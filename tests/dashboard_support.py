@@ -149,3 +149,16 @@ class Stream:
     def close(self) -> None:
         self._context.__exit__(None, None, None)
         self.client.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def emptied(server: Any) -> Any:
+    """``server`` (a mock on a port) with its journal and scenarios emptied."""
+    for path in ("/__mock/requests", "/__mock/scenarios"):
+        httpx.delete(server.base_url + path).raise_for_status()
+    return server

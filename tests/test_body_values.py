@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import orjson
-from conftest import make_client
+from conftest import ROOT, make_client
 from hypothesis import given
 from hypothesis import strategies as st
 from schema_data import error_field, schema
@@ -59,3 +59,48 @@ def test_a_body_just_under_the_count_is_read_as_usual(modelverse_request):
     with make_client() as client:
         answer = client.post("/v1/images/generations", content=raw, headers={"content-type": "application/json"})
     assert answer.status_code == 200, answer.text[:300]
+
+
+# --- one JSON loader (core/formats.load_json) for request bodies, cassettes and their files -----
+
+EXACT_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**200), 2**200) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(EXACT_VALUES)
+def test_the_loader_reads_what_json_wrote_exactly_integers_of_any_size_included(value):
+    from mockserver.core.formats import load_json
+
+    assert load_json(json.dumps(value).encode()) == value
+    assert load_json(json.dumps(value, ensure_ascii=False).encode()) == value
+
+
+@given(st.binary(max_size=200))
+def test_the_loader_takes_what_the_standard_parser_takes_and_refuses_the_rest_with_a_reason(raw):
+    from mockserver.core.formats import NotJson, load_json
+
+    try:
+        expected = json.loads(raw.decode("utf-8"))
+        json.dumps(expected, ensure_ascii=False).encode()
+        if "NaN" in raw.decode() or "Infinity" in raw.decode():
+            expected = NotJson
+    except (ValueError, UnicodeError, RecursionError):
+        expected = NotJson
+    try:
+        got = load_json(raw)
+    except NotJson as error:
+        assert expected is NotJson and str(error)
+    else:
+        assert expected is not NotJson and got == expected
+
+
+def test_an_integer_past_64_bits_is_quoted_as_sent_not_as_a_float():
+    seed = 2**70 + 1  # orjson alone reads it as 1.1805916207174113e+21
+    with make_client() as client:
+        body = {**json.loads((ROOT / "fixtures/seed/powertokens-request.json").read_text()), "seed": seed}
+        answer = client.post("/v1/images/edits", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert f"seed: {seed} is greater than the maximum" in answer.json()["error"]["message"]

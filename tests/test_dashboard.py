@@ -30,6 +30,7 @@ from dashboard_support import (
     body_of,
     dashscope_body,
     data_uri,
+    emptied,
     modelverse_body,
     noise_png,
     powertokens_body,
@@ -413,9 +414,7 @@ def live_mock():
 @pytest.fixture
 def mock(live_mock):
     """The module's mock on a port, its journal and scenarios emptied."""
-    for path in ("/__mock/requests", "/__mock/scenarios"):
-        httpx.delete(live_mock.base_url + path).raise_for_status()
-    return live_mock
+    return emptied(live_mock)
 
 
 def post(mock, path, body, **headers) -> httpx.Response:
@@ -424,8 +423,7 @@ def post(mock, path, body, **headers) -> httpx.Response:
 
 def test_the_stream_says_hello_then_pushes_each_exchange_as_it_happens(mock):
     earlier = post(mock, MV, modelverse_body()).headers["x-request-id"]
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         assert stream.response.headers["content-type"].startswith("text/event-stream")
         name, hello = stream.event()
         assert name == "hello" and hello["page_cap"] == PAGE_CAP and hello["workers"] == 1
@@ -437,8 +435,6 @@ def test_the_stream_says_hello_then_pushes_each_exchange_as_it_happens(mock):
         found = stream.exchanges_until({later})
         assert time.monotonic() - started < 2
         assert found[later]["status"] == 400 and found[later]["error"]["rule"] == "maximum"
-    finally:
-        stream.close()
 
 
 def seen_until_now(stream: Stream, mock) -> set[str]:
@@ -473,8 +469,7 @@ def wait_until_recorded(mock, count: int) -> None:
     ({"provider": "modelverse", "status": "4xx"}, set()),
 ])
 def test_filters_choose_what_the_stream_sends(mock, params, expected):
-    stream = Stream(mock.base_url, params)
-    try:
+    with Stream(mock.base_url, params) as stream:
         assert stream.event()[1]["filters"]["provider"] == params.get("provider")
         stream.event()
         post(mock, PT, powertokens_body(), **{"X-Request-Id": "pt"})
@@ -482,8 +477,6 @@ def test_filters_choose_what_the_stream_sends(mock, params, expected):
         post(mock, PT, powertokens_body(n=9), **{"X-Request-Id": "bad"})
         wait_until_recorded(mock, 3)
         assert seen_until_now(stream, mock) == expected
-    finally:
-        stream.close()
 
 
 @pytest.mark.parametrize("query", ["provider=openai", "status=200", "status=4XX", "q=" + "x" * 300,
@@ -497,8 +490,7 @@ def test_bad_filters_are_a_400_that_names_them(client, query):
 
 def test_while_a_page_watches_a_large_image_leaves_a_thumbnail(mock):
     large = noise_png(300, seed=9)
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         stream.event()
         stream.event()
         sent = post(mock, MV, modelverse_body(data_uri(large))).headers["x-request-id"]
@@ -507,8 +499,6 @@ def test_while_a_page_watches_a_large_image_leaves_a_thumbnail(mock):
         preview = view["previews"][image["sha256"]]
         assert preview["src"].startswith("data:image/jpeg;base64,") and not preview["whole"]
         assert max(decoded(preview["src"]).size) == THUMBNAIL_SIDE
-    finally:
-        stream.close()
 
 
 def test_a_stopping_server_ends_the_stream_at_once(start_server):
@@ -525,35 +515,25 @@ def test_a_stopping_server_ends_the_stream_at_once(start_server):
 
 
 def test_a_reconnecting_page_resumes_where_it_was(mock):
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         stream.event()
         stream.event()
         first = post(mock, MV, modelverse_body()).headers["x-request-id"]
         stream.exchanges_until({first})
         resume_from = stream.last_id
-    finally:
-        stream.close()
     missed = post(mock, MV, modelverse_body()).headers["x-request-id"]
-    again = Stream(mock.base_url, headers={"Last-Event-ID": resume_from})
-    try:
+    with Stream(mock.base_url, headers={"Last-Event-ID": resume_from}) as again:
         assert again.event()[0] == "hello"
         name, batch = again.event()
         assert not batch["reset"] and [e["request_id"] for e in batch["exchanges"]] == [missed]
-    finally:
-        again.close()
     # An id from another journal (a restart, another worker) starts afresh.
-    fresh = Stream(mock.base_url, headers={"Last-Event-ID": "1.abcd:1"})
-    try:
+    with Stream(mock.base_url, headers={"Last-Event-ID": "1.abcd:1"}) as fresh:
         fresh.event()
         assert fresh.event()[1]["reset"]
-    finally:
-        fresh.close()
 
 
 def test_clearing_and_scenarios_are_pushed(mock):
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         stream.event()
         stream.event()
         httpx.post(f"{mock.base_url}/__mock/scenarios", json={"fault": "server_error", "times": 3})
@@ -568,13 +548,10 @@ def test_clearing_and_scenarios_are_pushed(mock):
         while not batch.get("cleared"):
             name, batch = stream.event()
         assert batch["exchanges"] == []
-    finally:
-        stream.close()
 
 
 def test_a_burst_comes_in_batches_no_larger_than_a_page_holds(mock):
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         stream.event()
         stream.event()
         total = PAGE_CAP + 300
@@ -589,8 +566,6 @@ def test_a_burst_comes_in_batches_no_larger_than_a_page_holds(mock):
                 # Every exchange is sent, or counted as left out (skipped, or gone from the journal).
                 received += len(batch["exchanges"]) + batch["skipped"] + batch["missed"]
         assert received == total and max(sizes) <= PAGE_CAP
-    finally:
-        stream.close()
 
 
 def test_a_page_that_does_not_read_holds_up_nothing(mock):
@@ -603,13 +578,10 @@ def test_a_page_that_does_not_read_holds_up_nothing(mock):
                 assert client.get("/nope").status_code == 404
         assert time.monotonic() - started < 30
         raw.recv(1)  # the stream is still there
-    stream = Stream(mock.base_url)
-    try:
+    with Stream(mock.base_url) as stream:
         stream.event()
         name, snapshot = stream.event()
         assert len(snapshot["exchanges"]) == PAGE_CAP and snapshot["skipped"] == 1000 - PAGE_CAP
-    finally:
-        stream.close()
 
 
 class socket_stream:

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from ..core.errors import ApiError
-from ..core.formats import bearer_token, data_uri
+from ..core.formats import NotJson, bearer_token, data_uri, load_json
 from ..http.body import check_value_count
 from .shapes import Shape
 
@@ -45,7 +45,6 @@ REDACTED = "[redacted]"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 CREDENTIAL_PARAMETER = re.compile(r"key|token|secret|signature|sig$|password|credential|auth", re.IGNORECASE)
 URL_START = re.compile(r"https?://", re.IGNORECASE)
-LONG_NUMBER = re.compile(rb"[0-9]{19}")  # may be past 64 bits
 MARKERS = ("$image", "$text", "$bytes")
 SCALARS = frozenset({int, float, bool, type(None)})  # nothing to walk into
 
@@ -111,29 +110,14 @@ def scrub(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(raw: bytes) -> tuple[bool, Any]:
-    """(True, value) if ``raw`` is JSON (RFC 8259: no NaN, UTF-8 text), else (False, None).
-    orjson where it is exact; the standard parser for integers past 64 bits (orjson would
-    make them floats) and for what orjson refuses. A body that may hold more values than
-    the mock parses (``MAX_JSON_VALUES``) is kept as its bytes, unparsed."""
+    """(True, value) if ``raw`` is JSON (``formats.load_json``), else (False, None). A body that
+    may hold more values than the mock parses (``MAX_JSON_VALUES``) is kept as its bytes,
+    unparsed."""
     try:
         check_value_count(raw)
-    except ApiError:
-        return False, None
-    if LONG_NUMBER.search(raw) is None:
-        try:
-            return True, orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass  # NaN, a lone surrogate, 1e400...: the standard parser says which are JSON
-    try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        json.dumps(value, ensure_ascii=False).encode()  # lone surrogates are not text
-        return True, value
-    except (ValueError, UnicodeError, RecursionError):
+        return True, load_json(raw)
+    except (ApiError, NotJson):
         return False, None
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.formats import NotJson, load_json
 from .canonical import HEX64, MarkerError, check_form, request_key, sha256
 
 FORMAT = "qwen-image-mock cassette"
@@ -155,19 +156,10 @@ def _read(path: Path, what: str, limit: int) -> bytes:
 
 
 def _json_file(path: Path, what: str, limit: int) -> Any:
-    data = _read(path, what, limit)
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise CassetteError(f"{what}: not UTF-8 text") from None
-    except RecursionError:
-        raise CassetteError(f"{what}: nested too deeply") from None
-    except ValueError as error:
+        return load_json(_read(path, what, limit))
+    except NotJson as error:
         raise CassetteError(f"{what}: not valid JSON: {error}") from None
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

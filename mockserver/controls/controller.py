@@ -25,7 +25,14 @@ from ..http.auth import is_accepted
 from ..http.responses import error_response
 from ..providers.api import Provider
 from . import network
-from .faults import DEFAULT_PAUSE_MS, Fault, Latency, Preferences, PreferError, parse_prefer
+from .faults import (
+    DEFAULT_PAUSE_MS,
+    Fault,
+    Latency,
+    Preferences,
+    PreferError,
+    parse_prefer,
+)
 from .journal import ANSWER_LIMIT, EAGER_BYTES, Journal, JournalEntry
 from .scenarios import Chaos, ScenarioBook
 

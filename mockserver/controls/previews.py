@@ -19,13 +19,12 @@ import base64
 import binascii
 import io
 import warnings
+from typing import Protocol
 
 from PIL import Image
 
 from ..core.formats import BASE64_RUN, data_uri
 from ..images.cache import PngCache
-from typing import Protocol
-
 from ..images.inputs import DECODE_BUDGET, JPEG_DRAFT_PIXELS
 
 THUMBNAIL_SIDE = 256

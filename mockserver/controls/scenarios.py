@@ -16,7 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import FAULT_NAMES, MAX_LATENCY_MS, Fault, PreferError, bounded, fault_named
+from .faults import (
+    FAULT_NAMES,
+    MAX_LATENCY_MS,
+    Fault,
+    PreferError,
+    bounded,
+    fault_named,
+)
 from .journal import redact_token
 
 MAX_SCENARIOS = 1000

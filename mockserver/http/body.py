@@ -3,15 +3,13 @@ JSON object."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope
 
 from ..core.errors import ApiError
-from ..core.formats import exceeds
+from ..core.formats import JsonTooDeep, NotJson, exceeds, load_json
 from .server_marks import BODY_LATE
 
 # Content types that are certainly not JSON. Anything else is parsed: curl's ``-d`` sends JSON
@@ -66,40 +64,19 @@ def check_value_count(raw: bytes) -> None:
                                          "its commas and brackets); the mock refuses bodies this large in structure.")
 
 
-def _reject_constant(name: str) -> None:
-    # Python's json accepts NaN and Infinity; JSON (and the real services) do not.
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def parse_json_object(raw: bytes, headers: Mapping[str, str], hint: str) -> dict[str, Any]:
     """The body as a JSON object; a 400 that says how to send one (``hint``) otherwise."""
     check_value_count(raw)
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        # orjson refuses integers beyond 64 bits, which are valid JSON (and then out of
-        # range for a field, which deserves that message); the standard parser decides.
-        body = _parse_slowly(raw, headers.get("content-type"), hint, error)
+        body = load_json(raw)
+    except JsonTooDeep:
+        raise ApiError("invalid_json", "Request body is nested too deeply.") from None
+    except NotJson as error:
+        media_type = (headers.get("content-type") or "").partition(";")[0].strip().lower()
+        if media_type == "multipart/form-data":
+            raise ApiError("invalid_json", f"This endpoint takes a JSON body, not multipart/form-data. {hint}") from None
+        sent = f" (sent as {media_type})" if media_type in FORM_TYPES else ""
+        raise ApiError("invalid_json", f"Request body is not valid JSON{sent}: {error}. {hint}") from None
     if not isinstance(body, dict):
         raise ApiError("invalid_json", f"Request body must be a JSON object, not {type(body).__name__}. {hint}")
     return body
-
-
-def _parse_slowly(raw: bytes, content_type: str | None, hint: str, first_error: Exception) -> Any:
-    media_type = (content_type or "").partition(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
-        raise ApiError("invalid_json", f"This endpoint takes a JSON body, not multipart/form-data. {hint}")
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-        # The standard parser accepts lone surrogates ("\ud800"), which are not text.
-        json.dumps(body, ensure_ascii=False).encode()
-        return body
-    except UnicodeError:
-        reason = "it is not UTF-8 text"
-    except ValueError:
-        # orjson's reason names a position, never the body's bytes (which may be an image).
-        reason = str(first_error)
-    except RecursionError:
-        raise ApiError("invalid_json", "Request body is nested too deeply.") from None
-    sent = f" (sent as {media_type})" if media_type in FORM_TYPES else ""
-    raise ApiError("invalid_json", f"Request body is not valid JSON{sent}: {reason}. {hint}") from None

@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .api import EditJob, FromInput, JobResult, OutputBounds, Provider, ResponseContext, Settings, parse_reference
+from .api import (
+    EditJob,
+    FromInput,
+    JobResult,
+    OutputBounds,
+    Provider,
+    ResponseContext,
+    Settings,
+    parse_reference,
+)
 
 RANDOM_SEED = -1
 

@@ -22,7 +22,18 @@ import httpx
 import pytest
 from browser_support import fire, remove_profile, start_chromium, wait_for
 from conftest import FIXTURES, ROOT, LiveServer
-from dashboard_support import AUTH, DS, MV, PNG, PT, dashscope_body, data_uri, modelverse_body, powertokens_body
+from dashboard_support import (
+    AUTH,
+    DS,
+    MV,
+    PNG,
+    PT,
+    dashscope_body,
+    data_uri,
+    emptied,
+    modelverse_body,
+    powertokens_body,
+)
 from PIL import Image
 from selenium.webdriver.common.by import By
 
@@ -49,9 +60,7 @@ def server():
 
 @pytest.fixture
 def mock(server):
-    for path in ("/__mock/requests", "/__mock/scenarios"):
-        httpx.delete(server.base_url + path).raise_for_status()
-    return server
+    return emptied(server)
 
 
 class Page:
